@@ -1,0 +1,58 @@
+# lptem-live developer loop. `make demo` and `make test` work on a fresh clone: they build .venv first.
+#
+# Install notes (design.md §8): torch comes from the CPU wheel on disk (pinned, so pip never pulls a
+# CUDA build), sam2 is installed without its dependencies (it would resolve torchvision, which does not
+# import with the CPU torch) and without compiling its CUDA extension.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: help venv demo test lint typecheck layers pytest test-slow bench clean
+
+help:
+	@echo "make demo       set up .venv and run the live demo on the embedded (classical) engine"
+	@echo "make test       set up .venv and run lint, type check, layer contracts and the test suite"
+	@echo "make test-slow  the slow tests left out of 'make test'"
+	@echo "make bench      the benchmark scripts (prints figures; takes a few minutes)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24" setuptools wheel
+	$(PIP) install --quiet -e ".[dev,gui]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lptem demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine service clients tests benchmarks
+	$(BIN)/ruff format --check engine service clients tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test: lint typecheck layers pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/classical.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

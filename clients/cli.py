@@ -1,0 +1,72 @@
+"""The ``lptem`` command. Subcommands load their modules only when used, so ``lptem status`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+# name -> (module, add-arguments function, run function, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "serve": ("service.cli", "add_serve_arguments", "run_serve",
+              "run the daemon: receive frames, track, publish results"),
+    "replay": ("clients.replay", "add_replay_arguments", "run_replay",
+               "stream a recorded movie (TIFF, .npy, image folder) to the daemon"),
+    "record": ("clients.recorder", "add_record_arguments", "run_record",
+               "subscribe to a daemon and write its results to a record folder"),
+    "prompt": ("clients.commands", "add_prompt_arguments", "run_prompt",
+               "add, correct, remove or list tracked objects"),
+    "status": ("clients.commands", "add_status_arguments", "run_status",
+               "show the daemon's counters, rates and objects"),
+    "demo": ("clients.demo", "add_demo_arguments", "run_demo",
+             "run the whole live loop on synthetic particles and report accuracy"),
+}  # fmt: skip
+
+
+def _version() -> str:
+    try:
+        return metadata.version("lptem-live")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (all of them when None, e.g. for --help)."""
+    parser = argparse.ArgumentParser(
+        prog="lptem",
+        description="Live particle tracking for liquid-phase TEM. Run `lptem demo` to see it work, "
+        "`lptem COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lptem-live {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, add_name, run_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        if command is None or command == name:
+            module = importlib.import_module(module_name)
+            getattr(module, add_name)(p)
+            p.set_defaults(run=getattr(module, run_name))
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in SUBCOMMANDS), None)
+    args = build_parser(command).parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``lptem prompt`` and ``lptem status``: one-shot control-socket commands for people and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Any
+
+from clients.control import ControlClient, ControlError
+from service.daemon import DEFAULT_CONTROL
+from service.protocol import StatusMessage
+
+log = logging.getLogger("lptem.control")
+
+
+def add_control_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", default=DEFAULT_CONTROL, metavar="ENDPOINT",
+                        help="daemon control endpoint (default %(default)s)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=15.0, metavar="S",
+                        help="seconds to wait for a reply (default %(default)s)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the raw reply as JSON")
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="add (or, with --id of an existing object, correct) an object by a box, px",
+    )
+    action.add_argument(
+        "--point",
+        nargs=3,
+        type=float,
+        action="append",
+        metavar=("X", "Y", "LABEL"),
+        help="add an object by clicks, px; LABEL 1 = object, 0 = background; repeatable",
+    )
+    action.add_argument("--remove", type=int, metavar="ID", help="stop tracking object ID")
+    action.add_argument("--list", action="store_true", help="list tracked objects")
+    action.add_argument("--reset", action="store_true", help="forget all objects")
+    action.add_argument("--auto-detect", choices=("on", "off"), help="switch automatic detection")
+    parser.add_argument("--id", type=int, help="object id for --box / --point (default: next free id)")
+    parser.add_argument(
+        "--and-point",
+        nargs=3,
+        type=float,
+        action="append",
+        default=[],
+        metavar=("X", "Y", "LABEL"),
+        help="extra clicks to refine a --box prompt",
+    )
+    add_control_argument(parser)
+
+
+def _prompt(client: ControlClient, args: argparse.Namespace) -> dict[str, Any]:
+    if args.box is not None or args.point is not None:
+        points = [*(args.point or []), *args.and_point]
+        for p in points:
+            if p[2] not in (0, 1):
+                raise ControlError(f"point label must be 1 or 0, got {p[2]:g}")
+        obj_id = client.add_object(box=args.box, points=points or None, obj_id=args.id)
+        return {"id": obj_id}
+    if args.remove is not None:
+        client.remove_object(args.remove)
+        return {"removed": args.remove}
+    if args.reset:
+        client.reset()
+        return {"reset": True}
+    if args.auto_detect is not None:
+        client.set_auto_detect(args.auto_detect == "on")
+        return {"auto_detect": args.auto_detect}
+    return {"objects": client.list_objects()}
+
+
+def run_prompt(args: argparse.Namespace) -> int:
+    try:
+        with ControlClient(args.control, timeout_s=args.timeout) as client:
+            result = _prompt(client, args)
+    except ControlError as exc:
+        log.error("refused: %s", exc)
+        return 1
+    except TimeoutError as exc:
+        log.error("%s (is the daemon running?)", exc)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    elif "objects" in result:
+        print(format_objects(result["objects"]))
+    else:
+        print(", ".join(f"{k} {v}" for k, v in result.items()))
+    return 0
+
+
+def format_objects(objects: list[dict[str, Any]]) -> str:
+    if not objects:
+        return "no objects tracked"
+    lines = [f"{'id':>5} {'source':>7} {'x/px':>9} {'y/px':>9} {'visible':>8} {'tracked':>8} {'missing':>8}"]
+    for o in objects:
+        x, y = o.get("x"), o.get("y")
+        pos = f"{x:9.2f} {y:9.2f}" if x is not None and y is not None else f"{'-':>9} {'-':>9}"
+        lines.append(f"{o['id']:>5} {o['source']:>7} {pos} {o.get('visible', '-')!s:>8} "
+                     f"{o['frames_tracked']:>8} {o['frames_missing']:>8}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def format_status(s: StatusMessage) -> str:
+    uptime = (s.t_ns - s.started_ns) / 1e9
+    rejected = {k: v for k, v in s.frames_rejected.items() if v}
+    p50 = "-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.2f}"
+    p99 = "-" if s.latency_p99_ms is None else f"{s.latency_p99_ms:.2f}"
+    pixel = "unknown" if s.pixel_size_nm is None else f"{s.pixel_size_nm:g} nm"
+    return "\n".join([
+        f"lptem daemon {s.version}  engine {s.engine}  policy {s.policy}  up {uptime:.0f} s",
+        f"frames   received {s.frames_received}  processed {s.frames_processed}  dropped {s.frames_dropped}"
+        f"  rejected {sum(rejected.values())} {rejected or ''}  missed upstream {s.frames_missed_upstream}",
+        f"rates    in {s.fps_in:.1f} fps  out {s.fps_out:.1f} fps  queue {s.queue_depth}"
+        f"  latency p50 {p50} ms  p99 {p99} ms",
+        f"objects  {s.objects or 'none'}  auto-detect {'on' if s.auto_detect else 'off'}"
+        f"  last frame {s.last_frame}  pixel {pixel}",
+    ])  # fmt: skip
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    add_control_argument(parser)
+    parser.add_argument("--watch", type=float, metavar="S", help="repeat every S seconds until Ctrl-C")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with ControlClient(args.control, timeout_s=args.timeout) as client:
+        while True:
+            try:
+                status = client.status()
+            except TimeoutError as exc:
+                log.error("%s (is the daemon running?)", exc)
+                return 1
+            print(json.dumps(status.to_wire()) if args.json else format_status(status), flush=True)
+            if args.watch is None:
+                return 0
+            try:
+                time.sleep(args.watch)
+            except KeyboardInterrupt:
+                return 0

@@ -1,0 +1,251 @@
+"""Classical (weight-free) tracker: the detector of engine.detect plus gated Hungarian association.
+
+Objects come from prompts (a box and/or clicks) or, with auto-detect on, from detections that no tracked
+object claims. An object that finds no detection within its gate is reported ``visible = False`` at its
+last position; prompted objects are kept until removed, auto-detected ones are forgotten after
+``forget_after`` frames without a detection. The ``score`` is the component's peak signal-to-noise ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.api import (
+    Frame,
+    IdAllocator,
+    ObjectInfo,
+    ObjectResult,
+    Prompt,
+    StepResult,
+    UnknownObjectError,
+)
+from engine.assign import gated_assignment
+from engine.detect import Detection, DetectionSet, Detector, DetectorConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicalConfig(DetectorConfig):
+    """Detector parameters plus association parameters. Lengths in px."""
+
+    gate_px: float = 40.0
+    """Largest distance an object may move between two processed frames."""
+    forget_after: int = 100
+    """Frames an auto-detected object may go undetected before it is dropped."""
+    auto_detect: bool = False
+    """Propose objects from detections that no tracked object claims (first frame and newcomers)."""
+    confirm_frames: int = 3
+    """Auto-detect: a candidate becomes an object after this many consecutive detections (noise
+    peaks rarely repeat; particles do)."""
+
+    def __post_init__(self) -> None:
+        DetectorConfig.__post_init__(self)
+        if self.gate_px <= 0 or self.forget_after < 0 or self.confirm_frames < 1:
+            raise ValueError("need gate_px > 0, forget_after >= 0 and confirm_frames >= 1")
+
+
+@dataclass(slots=True)
+class _Track:
+    id: int
+    source: str
+    last: ObjectResult | None = None
+    pending: Prompt | None = None
+    """A prompt not yet matched to a detection (new object or correction)."""
+    frames_tracked: int = 0
+    frames_missing: int = 0
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """An unclaimed detection waiting for confirmation (auto-detect)."""
+
+    detection: Detection
+    hits: int = 1
+
+
+class ClassicalTracker:
+    """Implements :class:`engine.api.Tracker` with :class:`engine.detect.Detector` detections."""
+
+    name = "classical"
+
+    def __init__(self, config: ClassicalConfig | None = None) -> None:
+        self.config = config or ClassicalConfig()
+        self.detector = Detector(self.config)
+        self._auto_detect = self.config.auto_detect
+        self._tracks: dict[int, _Track] = {}
+        self._candidates: list[_Candidate] = []
+        self._ids = IdAllocator()
+        self._shape: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------ objects
+    def add_object(self, prompt: Prompt, obj_id: int | None = None) -> int:
+        if self._shape is not None:
+            prompt.check_inside(self._shape)
+        if obj_id is None:
+            obj_id = self._ids.allocate(self._tracks)
+        else:
+            self._ids.claim(obj_id)
+        track = self._tracks.get(obj_id)
+        if track is None:
+            self._tracks[obj_id] = _Track(obj_id, "prompt", pending=prompt)
+        else:
+            track.pending = prompt
+        return obj_id
+
+    def remove_object(self, obj_id: int) -> None:
+        if self._tracks.pop(obj_id, None) is None:
+            raise UnknownObjectError(f"no object with id {obj_id}")
+
+    def objects(self) -> tuple[ObjectInfo, ...]:
+        return tuple(
+            ObjectInfo(t.id, t.source, t.frames_tracked, t.frames_missing, t.last)
+            for t in sorted(self._tracks.values(), key=lambda t: t.id)
+        )
+
+    @property
+    def auto_detect(self) -> bool:
+        return self._auto_detect
+
+    def set_auto_detect(self, enabled: bool) -> None:
+        self._auto_detect = enabled
+        self._candidates.clear()
+
+    def reset(self) -> None:
+        self._tracks.clear()
+        self._candidates.clear()
+        self._ids.reset()
+        self._shape = None
+
+    # ------------------------------------------------------------------ frames
+    def step(self, frame: Frame, *, want_labels: bool = False) -> StepResult:
+        self._shape = (int(frame.shape[0]), int(frame.shape[1]))
+        found = self.detector.detect(frame)
+        tracks = list(self._tracks.values())
+        pairs = self._associate(tracks, found)
+        claimed = {j for _, j in pairs}
+        owner = {j: tracks[i].id for i, j in pairs}
+        for i, j in pairs:
+            self._update(tracks[i], found.detections[j])
+        for i in set(range(len(tracks))) - {i for i, _ in pairs}:
+            self._mark_missing(tracks[i])
+        removed = self._forget_lost()
+        added: list[int] = []
+        if self._auto_detect:
+            free = [
+                j for j, det in enumerate(found.detections)
+                if j not in claimed and not self._near_visible_object(det)
+            ]  # fmt: skip
+            for j in self._confirm_candidates([found.detections[j] for j in free]):
+                owner[free[j]] = self._adopt(found.detections[free[j]])
+                added.append(owner[free[j]])
+        objects = tuple(t.last for t in sorted(self._tracks.values(), key=lambda t: t.id) if t.last)
+        labels = _paint(frame.shape, found.detections, owner) if want_labels else None
+        return StepResult(objects, labels, tuple(added), tuple(removed))
+
+    def _associate(self, tracks: list[_Track], found: DetectionSet) -> list[tuple[int, int]]:
+        dets = found.detections
+        det_xy = np.array([(d.measurement.x, d.measurement.y) for d in dets], dtype=np.float64)
+        refs = np.empty((len(tracks), 2))
+        gates = np.full(len(tracks), self.config.gate_px)
+        allowed = np.ones((len(tracks), len(dets)), dtype=bool)
+        for i, track in enumerate(tracks):
+            if track.pending is not None:
+                refs[i] = track.pending.anchor()
+                gates[i], allowed[i] = self._prompt_gate(track.pending, dets)
+            else:
+                assert track.last is not None  # a track without a pending prompt has been seen
+                refs[i] = (track.last.x, track.last.y)
+        return gated_assignment(refs, det_xy, gates, allowed)
+
+    def _prompt_gate(
+        self, prompt: Prompt, dets: tuple[Detection, ...]
+    ) -> tuple[float, npt.NDArray[np.bool_]]:
+        """Gate (px) and admissible detections for a prompt: inside its box, holding its clicks."""
+        allowed = np.ones(len(dets), dtype=bool)
+        gate = self.config.gate_px
+        margin = self.config.particle_radius_px
+        if prompt.box is not None:
+            b = prompt.box
+            gate = float(np.hypot(b.x1 - b.x0, b.y1 - b.y0)) / 2 + margin
+            for j, d in enumerate(dets):
+                m = d.measurement
+                allowed[j] = b.x0 - margin <= m.x <= b.x1 + margin and b.y0 - margin <= m.y <= b.y1 + margin
+        for p in prompt.points:
+            if not p.positive:
+                allowed &= np.array([not d.contains(p.x, p.y) for d in dets], dtype=bool)
+        return gate, allowed
+
+    def _update(self, track: _Track, det: Detection) -> None:
+        m = det.measurement
+        track.last = ObjectResult(
+            id=track.id,
+            x=m.x,
+            y=m.y,
+            theta_deg=m.theta_deg,
+            area_px=m.area_px,
+            bbox=m.bbox,
+            score=det.peak_snr,
+            visible=True,
+        )
+        track.pending = None
+        track.frames_tracked += 1
+        track.frames_missing = 0
+
+    def _mark_missing(self, track: _Track) -> None:
+        track.frames_missing += 1
+        if track.last is not None:
+            track.last = replace(track.last, visible=False, score=0.0)
+        elif track.pending is not None:  # prompted but never found: report the prompt's position
+            x, y = track.pending.anchor()
+            track.last = ObjectResult(track.id, x, y, 0.0, 0.0, track.pending.bbox(), 0.0, False)
+
+    def _forget_lost(self) -> list[int]:
+        lost = [
+            t.id
+            for t in self._tracks.values()
+            if t.source == "auto" and t.frames_missing > self.config.forget_after
+        ]
+        for obj_id in lost:
+            del self._tracks[obj_id]
+        return lost
+
+    def _near_visible_object(self, det: Detection) -> bool:
+        """A detection this close to a tracked object is a fragment of it, not a newcomer."""
+        limit = 2 * self.config.particle_radius_px
+        m = det.measurement
+        return any(
+            t.last is not None and t.last.visible and np.hypot(t.last.x - m.x, t.last.y - m.y) < limit
+            for t in self._tracks.values()
+        )
+
+    def _confirm_candidates(self, free: list[Detection]) -> list[int]:
+        """Match free detections to waiting candidates; return indices (into ``free``) now confirmed."""
+        refs = np.array([(c.detection.measurement.x, c.detection.measurement.y) for c in self._candidates])
+        dets = np.array([(d.measurement.x, d.measurement.y) for d in free])
+        pairs = gated_assignment(
+            refs.reshape(-1, 2), dets.reshape(-1, 2), np.full(len(refs), self.config.gate_px)
+        )
+        followed = {j: self._candidates[i].hits + 1 for i, j in pairs}
+        confirmed = [j for j in range(len(free)) if followed.get(j, 1) >= self.config.confirm_frames]
+        self._candidates = [
+            _Candidate(d, followed.get(j, 1)) for j, d in enumerate(free) if j not in confirmed
+        ]
+        return confirmed
+
+    def _adopt(self, det: Detection) -> int:
+        track = _Track(self._ids.allocate(self._tracks), "auto")
+        self._tracks[track.id] = track
+        self._update(track, det)
+        return track.id
+
+
+def _paint(
+    shape: tuple[int, ...], detections: tuple[Detection, ...], owner: dict[int, int]
+) -> npt.NDArray[np.uint16]:
+    """Instance label map: each owned detection's mask painted with its object id."""
+    labels = np.zeros(shape[:2], dtype=np.uint16)
+    for j, obj_id in owner.items():
+        detections[j].paint(labels, obj_id)
+    return labels

@@ -1,0 +1,215 @@
+"""Weight-free particle detector: background flattening, denoising, threshold, connected components.
+
+The same detector drives the classical tracker and proposes prompts for the SAM 2 engine. OpenCV is
+used for the filters because it measured ~16x faster than scipy.ndimage on 1024^2 float32 frames
+(benchmarks/classical.py prints the comparison).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from engine.api import Frame, Measurement
+from engine.measure import measure_mask
+
+_MAD_TO_SIGMA = 1.4826  # s.d. of a Gaussian from its median absolute deviation
+_BACKGROUND_GRID = 8  # background is estimated on a grid this many times coarser
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """Detector parameters. Lengths in px."""
+
+    particle_radius_px: float = 8.0
+    """Expected particle radius; sets the denoising scale and the default area limits."""
+    polarity: Literal["dark", "bright"] = "dark"
+    """Bright-field TEM shows particles darker than the liquid."""
+    background_scale_px: float = 64.0
+    """Intensity variations broader than this are treated as background and removed."""
+    threshold_sigma: float = 4.0
+    """Mask threshold in units of the denoised image's noise s.d. (sets the candidate regions)."""
+    min_peak_sigma: float = 5.0
+    """A candidate is a detection when its peak reaches this many noise s.d. (border-corrected)."""
+    min_area_px: float | None = None
+    """Smallest accepted component; default a disc of a third of the particle radius."""
+    max_area_px: float | None = None
+    """Largest accepted component; default 50 particle areas (aggregates)."""
+    segment_fraction: float = 0.5
+    """Each particle's mask is where the denoised signal exceeds this fraction of the particle's peak."""
+
+    def __post_init__(self) -> None:
+        if not self.particle_radius_px > 0 or not self.background_scale_px > self.particle_radius_px:
+            raise ValueError("need 0 < particle_radius_px < background_scale_px")
+        if self.polarity not in ("dark", "bright"):
+            raise ValueError(f"polarity must be 'dark' or 'bright', got {self.polarity!r}")
+        if not 0 < self.threshold_sigma <= self.min_peak_sigma:
+            raise ValueError("need 0 < threshold_sigma <= min_peak_sigma")
+        if not 0 <= self.segment_fraction < 1:
+            raise ValueError("segment_fraction must be in [0, 1)")
+
+    @property
+    def area_limits(self) -> tuple[float, float]:
+        disc = math.pi * self.particle_radius_px**2
+        lo = self.min_area_px if self.min_area_px is not None else max(4.0, disc / 9)
+        hi = self.max_area_px if self.max_area_px is not None else 50 * disc
+        return lo, hi
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One particle candidate: its mask (a crop of the frame), measurements and strength."""
+
+    measurement: Measurement
+    peak_snr: float
+    """Largest denoised signal on the mask divided by the noise s.d."""
+    mask: npt.NDArray[np.bool_]
+    """Mask crop; its top-left pixel is at column ``offset[0]``, row ``offset[1]``."""
+    offset: tuple[int, int]
+
+    def contains(self, x: float, y: float) -> bool:
+        """Whether the pixel nearest to (x, y) px belongs to the mask."""
+        c, r = round(x) - self.offset[0], round(y) - self.offset[1]
+        rows, cols = self.mask.shape
+        return 0 <= r < rows and 0 <= c < cols and bool(self.mask[r, c])
+
+    def paint(self, labels: npt.NDArray[np.uint16], value: int) -> None:
+        """Write ``value`` into ``labels`` (frame-sized) wherever the mask is set."""
+        x0, y0 = self.offset
+        rows, cols = self.mask.shape
+        labels[y0 : y0 + rows, x0 : x0 + cols][self.mask] = value
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionSet:
+    detections: tuple[Detection, ...]
+    noise_sigma: float
+    """Noise s.d. of the denoised image, counts."""
+
+
+class Detector:
+    """Stateless apart from its configuration; call :meth:`detect` once per frame."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self._sigma = max(1.0, self.config.particle_radius_px / 2)
+        self._ksize = 2 * math.ceil(3 * self._sigma) + 1  # OpenCV's default (8 sigma) costs 40 % more
+        self._edge_std = border_noise_factor(self._ksize, self._sigma)
+
+    def signal(self, frame: Frame) -> npt.NDArray[np.float32]:
+        """Denoised, background-flattened image in which particles are positive."""
+        image = frame.astype(np.float32, copy=False)
+        smooth = cv2.GaussianBlur(image, (self._ksize, self._ksize), self._sigma)
+        background = self._background(image)
+        if self.config.polarity == "dark":
+            return _f32(cv2.subtract(background, smooth))
+        return _f32(cv2.subtract(smooth, background))
+
+    def _background(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        rows, cols = image.shape
+        small = (max(1, cols // _BACKGROUND_GRID), max(1, rows // _BACKGROUND_GRID))
+        coarse = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+        sigma = self.config.background_scale_px / _BACKGROUND_GRID
+        coarse = cv2.GaussianBlur(coarse, (0, 0), sigma)
+        return _f32(cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_LINEAR))
+
+    def detect(self, frame: Frame) -> DetectionSet:
+        """Threshold at ``threshold_sigma`` noise s.d., then cut each component at ``segment_fraction``
+        of its own peak, so that masks follow the particles (not the SNR) and touching ones separate."""
+        signal = self.signal(frame)
+        sigma = robust_sigma(signal)
+        threshold = self.config.threshold_sigma * sigma
+        count, components, stats = _components((signal > threshold).view(np.uint8))
+        detections: list[Detection] = []
+        for k in range(1, count):
+            x0, y0, w, h, _ = (int(v) for v in stats[k])
+            window = (slice(y0, y0 + h), slice(x0, x0 + w))
+            inside = components[window] == k
+            local = signal[window]
+            peak = float(local[inside].max())
+            core = inside & (local >= max(threshold, self.config.segment_fraction * peak))
+            detections.extend(self._split(core, local, (x0, y0), sigma, signal.shape))
+        return DetectionSet(tuple(detections), sigma)
+
+    def _split(
+        self,
+        core: npt.NDArray[np.bool_],
+        local: npt.NDArray[np.float32],
+        origin: tuple[int, int],
+        sigma: float,
+        shape: tuple[int, ...],
+    ) -> list[Detection]:
+        """One detection per connected piece of ``core`` within the area limits and significant enough.
+
+        ``core`` and ``local`` are crops whose top-left pixel is at ``origin`` = (column, row).
+        """
+        x0, y0 = origin
+        lo, hi = self.config.area_limits
+        count, pieces, stats = _components(core.view(np.uint8))
+        out = []
+        for k in range(1, count):
+            px, py, w, h, area = (int(v) for v in stats[k])
+            if not lo <= area <= hi:
+                continue
+            mask = pieces[py : py + h, px : px + w] == k
+            measurement = measure_mask(mask, x_offset=x0 + px, y_offset=y0 + py)
+            if measurement is None:  # impossible for area >= 1; keeps the type checker honest
+                continue
+            piece = np.where(mask, local[py : py + h, px : px + w], -np.inf)
+            r, c = np.unravel_index(int(np.argmax(piece)), piece.shape)
+            noise = sigma * self._noise_scale(y0 + py + int(r), x0 + px + int(c), shape)
+            snr = float(piece[r, c]) / noise if noise > 0 else math.inf
+            if snr >= self.config.min_peak_sigma:
+                out.append(Detection(measurement, snr, mask, (x0 + px, y0 + py)))
+        return out
+
+    def _noise_scale(self, row: int, col: int, shape: tuple[int, ...]) -> float:
+        """How much larger the denoised noise s.d. is at (row, col) than in the interior."""
+        edge = self._edge_std
+        dr = min(row, shape[0] - 1 - row)
+        dc = min(col, shape[1] - 1 - col)
+        return float(edge[min(dr, len(edge) - 1)] * edge[min(dc, len(edge) - 1)])
+
+
+def _components(mask: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np.integer], npt.NDArray[np.int32]]:
+    """8-connected components; 16-bit labels are ~2x faster, 32-bit only when there are too many."""
+    try:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:  # OpenCV refuses when the labels overflow 16 bits (pathological, noisy masks)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    return count, np.asarray(labels), np.asarray(stats, dtype=np.int32)
+
+
+def _f32(image: Any) -> npt.NDArray[np.float32]:
+    """OpenCV's stubs type results loosely; our filters keep float32 in and out."""
+    return np.asarray(image, dtype=np.float32)
+
+
+def border_noise_factor(ksize: int, sigma: float) -> npt.NDArray[np.float64]:
+    """Noise s.d. of a 1-D Gaussian smoothing at distance d from the border, over the interior value.
+
+    OpenCV pads by reflection (BORDER_REFLECT_101), so near the border some pixels enter the kernel
+    twice and white noise comes out with a larger s.d. Entry d (0 = the border pixel) gives the factor;
+    the last entry is 1 (interior).
+    """
+    weights = cv2.getGaussianKernel(ksize, sigma).ravel()
+    half = ksize // 2
+    factors = []
+    for d in range(half + 1):
+        taps = np.zeros(ksize + half)
+        for k, w in enumerate(weights):
+            taps[abs(d + k - half)] += w
+        factors.append(math.sqrt(float((taps**2).sum() / (weights**2).sum())))
+    return np.array(factors)
+
+
+def robust_sigma(image: npt.NDArray[np.float32], stride: int = 8) -> float:
+    """Noise s.d. from the median absolute deviation of a strided subsample (robust to particles)."""
+    sample = image[::stride, ::stride].ravel()
+    median = float(np.median(sample))
+    return _MAD_TO_SIGMA * float(np.median(np.abs(sample - median)))

@@ -1,0 +1,211 @@
+"""``lptem serve``: run the daemon until SIGINT / SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import zmq
+
+from engine.registry import ENGINES, EngineOptionError, engine_options
+from service.daemon import (
+    DEFAULT_CONTROL,
+    DEFAULT_INGEST,
+    DEFAULT_PUBLISH,
+    Daemon,
+    DaemonConfig,
+)
+from service.mailbox import Policy
+
+log = logging.getLogger("lptem.serve")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    net = parser.add_argument_group("sockets (ZeroMQ endpoints; defaults bind to 127.0.0.1 only)")
+    ingest = net.add_mutually_exclusive_group()
+    ingest.add_argument(
+        "--ingest",
+        default=DEFAULT_INGEST,
+        metavar="ENDPOINT",
+        help="PULL socket the camera PUSHes frames to (default %(default)s)",
+    )
+    ingest.add_argument(
+        "--ingest-connect",
+        metavar="ENDPOINT",
+        help="instead, connect a SUB socket to a camera that PUBlishes frames",
+    )
+    net.add_argument(
+        "--publish",
+        default=DEFAULT_PUBLISH,
+        metavar="ENDPOINT",
+        help="PUB socket for results: topics track, status, preview (default %(default)s)",
+    )
+    net.add_argument(
+        "--control",
+        default=DEFAULT_CONTROL,
+        metavar="ENDPOINT",
+        help="REP socket for commands (default %(default)s)",
+    )
+    net.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve Prometheus metrics over HTTP on this port; 0 = off (default)",
+    )
+    net.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for the metrics server (default %(default)s)",
+    )
+    net.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help="write the bound endpoints as JSON here once the daemon is up "
+        "(use with port '*' endpoints, e.g. tcp://127.0.0.1:*)",
+    )
+
+    eng = parser.add_argument_group("engine")
+    eng.add_argument(
+        "--engine",
+        default="classical",
+        choices=sorted(ENGINES),
+        help="tracker to run (default %(default)s); see --list-engines",
+    )
+    eng.add_argument(
+        "-E",
+        "--engine-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine option, repeatable, e.g. -E particle_radius_px=6 -E polarity=bright",
+    )
+    eng.add_argument(
+        "--auto-detect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let the engine propose objects itself (first frame and newcomers)",
+    )
+    eng.add_argument(
+        "--pixel-size-nm",
+        type=float,
+        metavar="NM",
+        help="pixel size when frames carry none; enables positions in nm",
+    )
+    eng.add_argument("--list-engines", action="store_true", help="list engines and their options, then exit")
+
+    flow = parser.add_argument_group("flow and record")
+    flow.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        default=Policy.LATEST.value,
+        help="latest: live, drop the oldest waiting frame when behind (default); "
+        "queue: lossless, the camera blocks when the queue is full",
+    )
+    flow.add_argument(
+        "--queue-capacity",
+        type=int,
+        metavar="N",
+        help="frames that may wait for the engine (default 2 for latest, 64 for queue)",
+    )
+    flow.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="write every result to DIR (crash-safe), exports on clean shutdown",
+    )
+    flow.add_argument(
+        "--preview-hz",
+        type=float,
+        default=10.0,
+        metavar="HZ",
+        help="rate of the preview topic, at most 10 (default %(default)s; 0 = off)",
+    )
+
+
+def parse_engine_options(pairs: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EngineOptionError(f"engine options are KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def print_engines() -> None:
+    for name, spec in sorted(ENGINES.items()):
+        print(f"{name}: {spec.summary}")
+        for key, (kind, default) in engine_options(name).items():
+            print(f"    -E {key}=<{kind}>   (default {default})")
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    if not 0 <= args.preview_hz <= 10:
+        raise EngineOptionError("--preview-hz must be between 0 and 10")
+    return DaemonConfig(
+        ingest=args.ingest_connect or args.ingest,
+        ingest_connect=args.ingest_connect is not None,
+        publish=args.publish,
+        control=args.control,
+        metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
+        engine=args.engine,
+        engine_options=parse_engine_options(args.engine_opt),
+        auto_detect=args.auto_detect,
+        policy=Policy(args.policy),
+        queue_capacity=args.queue_capacity,
+        record=args.record,
+        pixel_size_nm=args.pixel_size_nm,
+        preview_hz=args.preview_hz,
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    if args.list_engines:
+        print_engines()
+        return 0
+    try:
+        daemon = Daemon(config_from_args(args))
+    except EngineOptionError as exc:
+        log.error("%s", exc)
+        return 2
+    except (zmq.ZMQError, OSError) as exc:
+        log.error("cannot start the daemon: %s", exc)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        daemon.start()
+    except OSError as exc:  # e.g. the metrics port is taken
+        log.error("cannot start the daemon: %s", exc)
+        daemon.stop()
+        return 1
+    if args.ready_file is not None:
+        _write_atomically(args.ready_file, json.dumps({"pid": os.getpid(), **daemon.endpoints}))
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        daemon.stop()
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,88 @@
+"""Control thread: a REP socket answering commands. Parsing happens here; state changes happen on the
+engine thread (the mailbox serves commands between frames), so a bad request never touches state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import zmq
+
+from service.logutil import RateLimitedLog
+from service.mailbox import Mailbox, MailboxClosed
+from service.protocol import CommandError, StatusMessage, encode_reply, parse_command
+from service.stats import Stats
+
+log = logging.getLogger(__name__)
+_POLL_MS = 100
+
+
+class ControlServer:
+    def __init__(
+        self,
+        context: zmq.Context[zmq.Socket[bytes]],
+        endpoint: str,
+        mailbox: Mailbox,
+        stats: Stats,
+        status: Callable[[], StatusMessage],
+        *,
+        reply_timeout_s: float = 10.0,
+    ) -> None:
+        self._socket = context.socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(endpoint)
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._mailbox = mailbox
+        self._stats = stats
+        self._status = status
+        self._timeout = reply_timeout_s
+        self._errors = RateLimitedLog(log)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lptem-control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._socket.poll(_POLL_MS):
+                    parts = self._socket.recv_multipart()
+                    reply = self.handle(parts)
+                    if not reply["ok"]:
+                        self._stats.control_error()
+                        self._errors.warning(f"control request refused: {reply['error']}")
+                    self._socket.send(encode_reply(reply))
+        finally:
+            self._socket.close()
+
+    def handle(self, parts: list[bytes]) -> dict[str, Any]:
+        if len(parts) != 1:
+            return {"ok": False, "error": f"a request is one message part, got {len(parts)}"}
+        try:
+            command = parse_command(parts[0])
+        except CommandError as exc:
+            return {"ok": False, "error": str(exc)}
+        if command.name == "ping":
+            return {"ok": True, "t_ns": time.time_ns()}
+        if command.name == "status":
+            return {"ok": True, **self._status().to_wire()}
+        try:
+            future = self._mailbox.put_command(command)
+        except MailboxClosed:
+            return {"ok": False, "error": "the daemon is shutting down"}
+        try:
+            return future.result(timeout=self._timeout)
+        except FutureTimeout:
+            if future.cancel():  # still queued: it will never be applied, so refusing it is truthful
+                return {"ok": False, "error": f"the engine was busy for {self._timeout:g} s; not applied"}
+            return future.result()  # already being applied: its outcome is the answer

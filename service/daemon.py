@@ -1,0 +1,216 @@
+"""The daemon: wires ingest -> mailbox -> engine -> publisher (-> record) and the control socket.
+
+Four threads, each owning its socket: ingest (receive + validate), engine (the tracker), publisher
+(encode + send + record), control (REP). Throughput is set by the slowest stage, not their sum.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import zmq
+from prometheus_client import CollectorRegistry, start_http_server
+
+from engine.registry import create_tracker
+from service.control import ControlServer
+from service.engine_loop import EngineLoop
+from service.ingest import Ingest
+from service.mailbox import Mailbox, Policy
+from service.protocol import SeriesMarker, StatusMessage
+from service.publisher import Publisher
+from service.record import RecordWriter
+from service.stats import DaemonCollector, Stats
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INGEST = "tcp://127.0.0.1:5555"
+DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
+DEFAULT_METRICS_PORT = 9105
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    ingest: str = DEFAULT_INGEST
+    """PULL endpoint to bind, or (``ingest_connect``) a camera PUB endpoint to connect a SUB to."""
+    ingest_connect: bool = False
+    publish: str = DEFAULT_PUBLISH
+    control: str = DEFAULT_CONTROL
+    metrics_port: int = 0
+    """Prometheus HTTP port; 0 = off."""
+    metrics_addr: str = "127.0.0.1"
+    engine: str = "classical"
+    engine_options: dict[str, str] = field(default_factory=dict)
+    auto_detect: bool | None = None
+    """Override the engine's auto-detect setting (None keeps its default)."""
+    policy: Policy = Policy.LATEST
+    queue_capacity: int | None = None
+    """Frames waiting for the engine; default 2 for ``latest``, 64 for ``queue``."""
+    record: Path | None = None
+    pixel_size_nm: float | None = None
+    """Used when frames and their series carry none."""
+    preview_hz: float = 10.0
+    preview_max_side: int = 256
+    status_interval_s: float = 1.0
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("lptem-live", "numpy", "pyzmq", "opencv-python-headless", "torch", "sam2"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class Daemon:
+    """Build with a config, ``start()``, later ``stop()`` (idempotent). Endpoints are the bound ones."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.started_ns = time.time_ns()
+        self.tracker = create_tracker(config.engine, config.engine_options)
+        if config.auto_detect is not None:
+            self.tracker.set_auto_detect(config.auto_detect)
+        capacity = config.queue_capacity or (2 if config.policy is Policy.LATEST else 64)
+        self.stats = Stats()
+        self.mailbox = Mailbox(config.policy, capacity)
+        self.recorder = RecordWriter(config.record, self._session_meta()) if config.record else None
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._closed = False
+        self._metrics_server: Any = None
+        try:
+            self.publisher = Publisher(
+                self._context,
+                config.publish,
+                self.status,
+                self.recorder,
+                status_interval_s=config.status_interval_s,
+            )
+            self.engine = EngineLoop(
+                self.tracker,
+                self.mailbox,
+                self.stats,
+                self.publisher.publish,
+                self.publisher.record_event,
+                preview_hz=config.preview_hz,
+                preview_max_side=config.preview_max_side,
+            )
+            self.control = ControlServer(self._context, config.control, self.mailbox, self.stats, self.status)
+            self.ingest = Ingest(
+                self._context,
+                config.ingest,
+                connect=config.ingest_connect,
+                mailbox=self.mailbox,
+                stats=self.stats,
+                default_pixel_size_nm=config.pixel_size_nm,
+                on_marker=self._on_marker,
+            )
+        except zmq.ZMQError:
+            self._context.destroy(linger=0)
+            if self.recorder is not None:
+                self.recorder.close(export=False)
+            raise
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return {
+            "ingest": self.ingest.endpoint,
+            "publish": self.publisher.endpoint,
+            "control": self.control.endpoint,
+            "metrics_port": self.config.metrics_port or None,
+        }
+
+    def start(self) -> None:
+        if self.config.metrics_port:
+            registry = CollectorRegistry()
+            registry.register(DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects))
+            self._metrics_server, _ = start_http_server(
+                self.config.metrics_port, addr=self.config.metrics_addr, registry=registry
+            )
+        self.publisher.start()
+        self.engine.start()
+        self.control.start()
+        self.ingest.start()
+        log.info("lptem daemon up: %s", self.endpoints)
+
+    def stop(self) -> None:
+        """Stop receiving, finish the frame in flight, publish and record what is done, close."""
+        if self._closed:
+            return
+        self._closed = True
+        self.ingest.stop()
+        waiting, commands = self.mailbox.close()
+        if waiting:
+            self.stats.frames_dropped(len(waiting))
+            log.info("%d queued frames discarded at shutdown", len(waiting))
+        for pending in commands:
+            pending.reply.set_result({"ok": False, "error": "the daemon is shutting down"})
+        self.engine.stop()
+        self.control.stop()
+        self.publisher.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        self._context.term()
+        log.info("lptem daemon stopped: %d frames processed", self.stats.processed)
+
+    def status(self) -> StatusMessage:
+        s = self.stats
+        fps_in, fps_out = s.rates()
+        p50, p99 = s.latency_percentiles_ms()
+        return StatusMessage(
+            t_ns=time.time_ns(),
+            started_ns=self.started_ns,
+            engine=self.tracker.name,
+            policy=self.config.policy.value,
+            frames_received=s.received,
+            frames_processed=s.processed,
+            frames_dropped=s.dropped,
+            frames_rejected=dict(s.rejected),
+            frames_missed_upstream=s.missed_upstream,
+            series_restarts=s.series_restarts,
+            queue_depth=self.mailbox.depth,
+            fps_in=fps_in,
+            fps_out=fps_out,
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
+            objects=list(self.engine.object_ids),
+            auto_detect=self.engine.auto_detect,
+            last_frame=s.last_frame,
+            pixel_size_nm=self.engine.pixel_size_nm or self.config.pixel_size_nm,
+            version=versions().get("lptem-live", "unknown"),
+            extra={"engine_errors": s.engine_errors, "control_errors": s.control_errors},
+        )
+
+    def _n_objects(self) -> int:
+        return len(self.engine.object_ids)
+
+    def _on_marker(self, marker: SeriesMarker, epoch: int) -> None:
+        self.publisher.record_event(
+            {"event": marker.kind, "series": marker.series, "epoch": epoch, "meta": marker.meta}
+        )
+
+    def _session_meta(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "started_ns": self.started_ns,
+            "engine": c.engine,
+            "engine_options": c.engine_options,
+            "policy": c.policy.value,
+            "pixel_size_nm": c.pixel_size_nm,
+            "argv": sys.argv,
+            "versions": versions(),
+        }

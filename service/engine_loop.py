@@ -1,0 +1,205 @@
+"""Engine thread: the only thread that touches the tracker. Serves commands between frames."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from engine.api import ObjectInfo, ObjectResult, PromptError, StepResult, Tracker, UnknownObjectError
+from service.mailbox import Mailbox, PendingCommand, QueuedFrame
+from service.protocol import (
+    TOPIC_PREVIEW,
+    TOPIC_TRACK,
+    Command,
+    CommandError,
+    PreviewMessage,
+    TrackedObject,
+    TrackMessage,
+)
+from service.stats import Stats
+
+log = logging.getLogger(__name__)
+
+_STATE_CHANGING = frozenset({"add_object", "remove_object", "reset", "set_auto_detect"})
+
+Publish = Callable[[bytes, Any], None]
+"""Hands a message to the publisher thread: (topic, message)."""
+RecordEvent = Callable[[dict[str, Any]], None]
+
+
+class EngineLoop:
+    """Runs ``tracker.step`` on each frame from the mailbox and applies control commands in between."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        mailbox: Mailbox,
+        stats: Stats,
+        publish: Publish,
+        record_event: RecordEvent,
+        *,
+        preview_hz: float = 10.0,
+        preview_max_side: int = 256,
+    ) -> None:
+        self.tracker = tracker
+        self._mailbox = mailbox
+        self._stats = stats
+        self._publish = publish
+        self._record_event = record_event
+        self._preview_interval_s = 1.0 / preview_hz if preview_hz > 0 else math.inf
+        self._preview_max_side = preview_max_side
+        self._next_preview = 0.0
+        self._last_frame: int | None = None
+        self._dropped_total = 0
+        # Snapshots for other threads (status, metrics); replaced whole, never mutated.
+        self.object_ids: tuple[int, ...] = tuple(o.id for o in tracker.objects())
+        self.auto_detect = tracker.auto_detect
+        self.pixel_size_nm: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lptem-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the frame in flight, then return."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._mailbox.get(timeout=0.1)
+            if isinstance(item, PendingCommand):
+                if item.reply.set_running_or_notify_cancel():  # False: the client gave up waiting
+                    item.reply.set_result(self.apply(item.command))
+            elif item is not None:
+                self._process(item)
+
+    # ------------------------------------------------------------------ frames
+    def _process(self, item: QueuedFrame) -> None:
+        now = time.monotonic()
+        want_preview = now >= self._next_preview
+        self._dropped_total += item.dropped_before
+        try:
+            result = self.tracker.step(item.frame.pixels, want_labels=want_preview)
+        except Exception:  # an engine bug must not take the daemon down; the frame is counted and logged
+            self._stats.engine_failed()
+            log.exception("engine failed on frame %d; frame skipped", item.frame.frame)
+            return
+        t_done_ns = time.time_ns()
+        self._last_frame = item.frame.frame
+        self.object_ids = tuple(o.id for o in result.objects)
+        self.pixel_size_nm = item.pixel_size_nm
+        self._stats.frame_processed(item.frame.frame, item.frame.t_ns, (t_done_ns - item.t_recv_ns) / 1e9)
+        self._publish(TOPIC_TRACK, self._track_message(item, result, t_done_ns))
+        for obj_id in result.added_ids:
+            self._record_event({"event": "auto_add", "id": obj_id, "frame": item.frame.frame})
+        for obj_id in result.removed_ids:
+            self._record_event({"event": "auto_remove", "id": obj_id, "frame": item.frame.frame})
+        if want_preview and result.labels is not None:
+            self._next_preview = now + self._preview_interval_s
+            self._publish(TOPIC_PREVIEW, self._preview(item, result.labels))
+
+    def _track_message(self, item: QueuedFrame, result: StepResult, t_done_ns: int) -> TrackMessage:
+        scale = item.pixel_size_nm
+        return TrackMessage(
+            frame=item.frame.frame,
+            epoch=item.epoch,
+            t_ns=item.frame.t_ns,
+            t_recv_ns=item.t_recv_ns,
+            t_done_ns=t_done_ns,
+            engine=self.tracker.name,
+            dropped_total=self._dropped_total,
+            objects=tuple(_wire_object(o, scale) for o in result.objects),
+            pixel_size_nm=scale,
+            series=item.series,
+        )
+
+    def _preview(self, item: QueuedFrame, labels: npt.NDArray[np.uint16]) -> PreviewMessage:
+        pixels = item.frame.pixels
+        rows, cols = pixels.shape
+        scale = max(1, math.ceil(max(rows, cols) / self._preview_max_side))
+        out_rows, out_cols = max(1, rows // scale), max(1, cols // scale)
+        crop = pixels[: out_rows * scale, : out_cols * scale].astype(np.float32)
+        image = np.asarray(cv2.resize(crop, (out_cols, out_rows), interpolation=cv2.INTER_AREA), np.float32)
+        small_labels = np.ascontiguousarray(labels[: out_rows * scale : scale, : out_cols * scale : scale])
+        return PreviewMessage(item.frame.frame, item.frame.t_ns, scale, image, small_labels)
+
+    # ------------------------------------------------------------------ commands
+    def apply(self, command: Command) -> dict[str, Any]:
+        """Execute a parsed command on the tracker; errors leave the tracker unchanged."""
+        try:
+            reply = self._dispatch(command)
+        except (PromptError, UnknownObjectError, CommandError) as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # an engine bug: answer the client, keep the daemon up, log the trace
+            log.exception("engine failed on command %s", command.name)
+            return {"ok": False, "error": f"internal error in the engine: {exc!r}"}
+        if command.name in _STATE_CHANGING:
+            event = {"event": command.name, "frame": self._last_frame, **_command_args(command), **reply}
+            self._record_event(event)
+            self.object_ids = tuple(o.id for o in self.tracker.objects())
+            self.auto_detect = self.tracker.auto_detect
+        return {"ok": True, **reply}
+
+    def _dispatch(self, command: Command) -> dict[str, Any]:
+        tracker = self.tracker
+        if command.name == "add_object":
+            assert command.prompt is not None  # parse_command guarantees it
+            known = {o.id for o in tracker.objects()}
+            obj_id = tracker.add_object(command.prompt, command.obj_id)
+            return {"id": obj_id, "corrected": obj_id in known}
+        if command.name == "remove_object":
+            assert command.obj_id is not None
+            tracker.remove_object(command.obj_id)
+            return {"id": command.obj_id}
+        if command.name == "list_objects":
+            return {"objects": [_object_info(o) for o in tracker.objects()]}
+        if command.name == "reset":
+            tracker.reset()
+            return {}
+        if command.name == "set_auto_detect":
+            assert command.enabled is not None
+            tracker.set_auto_detect(command.enabled)
+            return {"auto_detect": command.enabled}
+        raise CommandError(f"command {command.name!r} is not handled by the engine")
+
+
+def _wire_object(o: ObjectResult, pixel_size_nm: float | None) -> TrackedObject:
+    x_nm = o.x * pixel_size_nm if pixel_size_nm is not None else None
+    y_nm = o.y * pixel_size_nm if pixel_size_nm is not None else None
+    return TrackedObject(o.id, o.x, o.y, o.theta_deg, o.area_px, o.score, o.visible, o.bbox, x_nm, y_nm)
+
+
+def _object_info(info: ObjectInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": info.id,
+        "source": info.source,
+        "frames_tracked": info.frames_tracked,
+        "frames_missing": info.frames_missing,
+    }
+    if info.last is not None:
+        out.update(x=info.last.x, y=info.last.y, visible=info.last.visible)
+    return out
+
+
+def _command_args(command: Command) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if command.obj_id is not None:
+        args["id"] = command.obj_id
+    if command.enabled is not None:
+        args["enabled"] = command.enabled
+    if command.prompt is not None:
+        box = command.prompt.box
+        if box is not None:
+            args["box"] = [box.x0, box.y0, box.x1, box.y1]
+        args["points"] = [[p.x, p.y, int(p.positive)] for p in command.prompt.points]
+    return args

@@ -1,0 +1,168 @@
+"""Ingest thread: receive frames from the camera, validate them, hand them to the engine's mailbox."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from service.logutil import RateLimitedLog
+from service.mailbox import Mailbox, MailboxClosed, QueuedFrame
+from service.protocol import (
+    FrameRejected,
+    IngestFrame,
+    RejectReason,
+    SeriesMarker,
+    decode_ingest,
+)
+from service.stats import Stats
+
+log = logging.getLogger(__name__)
+_POLL_MS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    epoch: int
+    series: str | int | None
+    """The frame's series, or the current one when the frame names none."""
+    missed: int
+    """Frame numbers skipped since the previous frame (lost before they reached us)."""
+    new_epoch: str | None
+    """Why numbering started again at this frame: ``"series"`` (a new series id) or ``"restart"``
+    (the camera's counter went back to 0); None when it continues."""
+
+
+class FrameSequence:
+    """Frame numbering within an epoch: rejects repeats and reversals, notices restarts and gaps.
+
+    An epoch begins with a ``start`` marker, a frame naming a different ``series``, or frame number 0
+    after a higher number (a camera whose counter restarted). Any other repeated or decreasing number is
+    rejected. A frame that names no series belongs to the current one.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.series: str | int | None = None
+        self.last: int | None = None
+        self.meta: dict[str, Any] = {}
+
+    def start(self, marker: SeriesMarker) -> None:
+        if self.last is not None:
+            self.epoch += 1
+        self.series, self.last, self.meta = marker.series, None, dict(marker.meta)
+
+    def end(self) -> None:
+        self.meta = {}
+
+    def admit(self, frame: IngestFrame) -> Admission:
+        """Place ``frame`` in the numbering; raise FrameRejected for a repeat or reversal."""
+        series = self.series if frame.series is None else frame.series
+        new_epoch = None
+        if self.last is not None and series != self.series:
+            new_epoch = "series"
+        elif self.last is not None and frame.frame <= self.last:
+            if frame.frame != 0 or self.last == 0:
+                kind = "repeated" if frame.frame == self.last else "decreasing"
+                raise FrameRejected(
+                    RejectReason.FRAME_ORDER, f"{kind} frame number {frame.frame} after {self.last}"
+                )
+            new_epoch = "restart"
+        if new_epoch is not None:
+            self.epoch, self.last = self.epoch + 1, None
+        missed = 0 if self.last is None else frame.frame - self.last - 1
+        self.series, self.last = series, frame.frame
+        return Admission(self.epoch, series, missed, new_epoch)
+
+
+class Ingest:
+    """Owns the ingest socket (PULL bind, or SUB connect to a camera's PUB) and its thread."""
+
+    def __init__(
+        self,
+        context: zmq.Context[zmq.Socket[bytes]],
+        endpoint: str,
+        *,
+        connect: bool,
+        mailbox: Mailbox,
+        stats: Stats,
+        default_pixel_size_nm: float | None,
+        on_marker: Callable[[SeriesMarker, int], None],
+        rcvhwm: int = 16,
+    ) -> None:
+        self._socket = context.socket(zmq.SUB if connect else zmq.PULL)
+        self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if connect:
+            self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+            self._socket.connect(endpoint)
+            self.endpoint = endpoint
+        else:
+            self._socket.bind(endpoint)
+            self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._mailbox = mailbox
+        self._stats = stats
+        self._default_pixel_size = default_pixel_size_nm
+        self._on_marker = on_marker
+        self._sequence = FrameSequence()
+        self._rejects = RateLimitedLog(log)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lptem-ingest", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._socket.poll(_POLL_MS):
+                    self._receive_one()
+        except MailboxClosed:
+            pass  # shutdown began while a frame waited for room; nothing left to deliver
+        finally:
+            self._socket.close()
+
+    def _receive_one(self) -> None:
+        parts = self._socket.recv_multipart(copy=False)
+        t_recv_ns = time.time_ns()
+        try:
+            message = decode_ingest([p.buffer for p in parts])
+            if isinstance(message, SeriesMarker):
+                if message.kind == "start":
+                    self._sequence.start(message)
+                else:
+                    self._sequence.end()
+                self._on_marker(message, self._sequence.epoch)
+                return
+            admitted = self._sequence.admit(message)
+        except FrameRejected as exc:
+            self._stats.frame_rejected(exc.reason)
+            self._rejects.warning(f"rejected ingest message: {exc}")
+            return
+        if admitted.new_epoch == "restart":
+            self._stats.series_restarted()
+            log.warning("camera frame counter restarted at 0 (epoch %d)", admitted.epoch)
+        elif admitted.new_epoch == "series":
+            log.info("new series %r (epoch %d)", admitted.series, admitted.epoch)
+        if admitted.missed > 0:
+            self._stats.upstream_gap(admitted.missed)
+        self._stats.frame_received()
+        item = QueuedFrame(message, t_recv_ns, admitted.epoch, self._pixel_size(message), admitted.series)
+        dropped = self._mailbox.put_frame(item)
+        if dropped:
+            self._stats.frames_dropped(len(dropped))
+
+    def _pixel_size(self, frame: IngestFrame) -> float | None:
+        if frame.pixel_size_nm is not None:
+            return frame.pixel_size_nm
+        from_start = self._sequence.meta.get("pixel_size_nm")  # validated by decode_ingest
+        return float(from_start) if from_start is not None else self._default_pixel_size

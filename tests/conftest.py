@@ -1,0 +1,56 @@
+"""Shared fixtures: real sockets on loopback with free ports, the daemon in-process or as `lptem serve`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from service.daemon import Daemon, DaemonConfig
+
+ANY_PORT = "tcp://127.0.0.1:*"
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.02) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passes; return its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return predicate()
+        time.sleep(interval_s)
+    return True
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for servers that cannot bind port 0 and report it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def make_daemon() -> Iterator[type[Daemon]]:
+    """Build in-process daemons on free ports; all are stopped at the end of the test."""
+    started: list[Daemon] = []
+
+    def factory(**overrides: object) -> Daemon:
+        config = DaemonConfig(**{"ingest": ANY_PORT, "publish": ANY_PORT, "control": ANY_PORT, **overrides})
+        daemon = Daemon(config)
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield factory  # type: ignore[misc]
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def record_dir(tmp_path: Path) -> Path:
+    return tmp_path / "record"
