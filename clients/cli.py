@@ -11,19 +11,43 @@ from importlib import metadata
 
 # name -> (module, add-arguments function, run function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "serve": ("service.cli", "add_serve_arguments", "run_serve",
-              "run the daemon: receive frames, track, publish results"),
-    "replay": ("clients.replay", "add_replay_arguments", "run_replay",
-               "stream a recorded movie (TIFF, .npy, image folder) to the daemon"),
-    "record": ("clients.recorder", "add_record_arguments", "run_record",
-               "subscribe to a daemon and write its results to a record folder"),
-    "prompt": ("clients.commands", "add_prompt_arguments", "run_prompt",
-               "add, correct, remove or list tracked objects"),
-    "status": ("clients.commands", "add_status_arguments", "run_status",
-               "show the daemon's counters, rates and objects"),
-    "demo": ("clients.demo", "add_demo_arguments", "run_demo",
-             "run the whole live loop on synthetic particles and report accuracy"),
-}  # fmt: skip
+    "serve": (
+        "service.cli",
+        "add_serve_arguments",
+        "run_serve",
+        "run the daemon: receive frames, track, publish results",
+    ),
+    "replay": (
+        "clients.replay",
+        "add_replay_arguments",
+        "run_replay",
+        "stream a recorded movie (TIFF, .npy, image folder) to the daemon",
+    ),
+    "record": (
+        "clients.recorder",
+        "add_record_arguments",
+        "run_record",
+        "subscribe to a daemon and write its results to a record folder",
+    ),
+    "prompt": (
+        "clients.commands",
+        "add_prompt_arguments",
+        "run_prompt",
+        "add, correct, remove or list tracked objects",
+    ),
+    "status": (
+        "clients.commands",
+        "add_status_arguments",
+        "run_status",
+        "show the daemon's counters, rates and objects",
+    ),
+    "demo": (
+        "clients.demo",
+        "add_demo_arguments",
+        "run_demo",
+        "run the whole live loop on synthetic particles and report accuracy",
+    ),
+}
 
 
 def _version() -> str:
@@ -55,8 +79,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")  # fmt: skip
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

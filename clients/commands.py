@@ -16,10 +16,19 @@ log = logging.getLogger("lptem.control")
 
 
 def add_control_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--control", default=DEFAULT_CONTROL, metavar="ENDPOINT",
-                        help="daemon control endpoint (default %(default)s)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=15.0, metavar="S",
-                        help="seconds to wait for a reply (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--control",
+        default=DEFAULT_CONTROL,
+        metavar="ENDPOINT",
+        help="daemon control endpoint (default %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for a reply (default %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw reply as JSON")
 
 
@@ -103,8 +112,10 @@ def format_objects(objects: list[dict[str, Any]]) -> str:
     for o in objects:
         x, y = o.get("x"), o.get("y")
         pos = f"{x:9.2f} {y:9.2f}" if x is not None and y is not None else f"{'-':>9} {'-':>9}"
-        lines.append(f"{o['id']:>5} {o['source']:>7} {pos} {o.get('visible', '-')!s:>8} "
-                     f"{o['frames_tracked']:>8} {o['frames_missing']:>8}")  # fmt: skip
+        lines.append(
+            f"{o['id']:>5} {o['source']:>7} {pos} {o.get('visible', '-')!s:>8} "
+            f"{o['frames_tracked']:>8} {o['frames_missing']:>8}"
+        )
     return "\n".join(lines)
 
 
@@ -114,15 +125,18 @@ def format_status(s: StatusMessage) -> str:
     p50 = "-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.2f}"
     p99 = "-" if s.latency_p99_ms is None else f"{s.latency_p99_ms:.2f}"
     pixel = "unknown" if s.pixel_size_nm is None else f"{s.pixel_size_nm:g} nm"
-    return "\n".join([
-        f"lptem daemon {s.version}  engine {s.engine}  policy {s.policy}  up {uptime:.0f} s",
-        f"frames   received {s.frames_received}  processed {s.frames_processed}  dropped {s.frames_dropped}"
-        f"  rejected {sum(rejected.values())} {rejected or ''}  missed upstream {s.frames_missed_upstream}",
-        f"rates    in {s.fps_in:.1f} fps  out {s.fps_out:.1f} fps  queue {s.queue_depth}"
-        f"  latency p50 {p50} ms  p99 {p99} ms",
-        f"objects  {s.objects or 'none'}  auto-detect {'on' if s.auto_detect else 'off'}"
-        f"  last frame {s.last_frame}  pixel {pixel}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"lptem daemon {s.version}  engine {s.engine}  policy {s.policy}  up {uptime:.0f} s",
+            f"frames   received {s.frames_received}  processed {s.frames_processed}"
+            f"  dropped {s.frames_dropped}  rejected {sum(rejected.values())} {rejected or ''}"
+            f"  missed upstream {s.frames_missed_upstream}",
+            f"rates    in {s.fps_in:.1f} fps  out {s.fps_out:.1f} fps  queue {s.queue_depth}"
+            f"  latency p50 {p50} ms  p99 {p99} ms",
+            f"objects  {s.objects or 'none'}  auto-detect {'on' if s.auto_detect else 'off'}"
+            f"  last frame {s.last_frame}  pixel {pixel}",
+        ]
+    )
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:

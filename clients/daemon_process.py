@@ -25,8 +25,13 @@ class DaemonProcess:
     Leaving the block sends SIGTERM and waits for a clean exit.
     """
 
-    def __init__(self, *args: str, log_file: Path | None = None, startup_timeout_s: float = 60.0,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *args: str,
+        log_file: Path | None = None,
+        startup_timeout_s: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = list(args)
         self.log_file = log_file
         self.startup_timeout_s = startup_timeout_s

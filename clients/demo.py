@@ -65,13 +65,23 @@ def run_demo(args: argparse.Namespace) -> int:
     out = args.out or Path(time.strftime("lptem-demo-%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     n_frames = max(1, round(args.seconds * args.fps))
-    config = BlobMovieConfig(shape=(args.size, args.size), n_blobs=args.particles, motion="brownian",
-                             step_px=1.5, seed=args.seed)  # fmt: skip
+    config = BlobMovieConfig(
+        shape=(args.size, args.size), n_blobs=args.particles, motion="brownian", step_px=1.5, seed=args.seed
+    )
     movie = BlobMovie(config, n_frames)
-    print(f"lptem demo: {args.particles} particles, {args.size}x{args.size} uint16, {n_frames} frames "
-          f"at {args.fps:g} fps, results in {out}/")  # fmt: skip
-    serve_args = ["--engine", "classical", "--auto-detect", "--record", str(out / "record"),
-                  "--pixel-size-nm", str(args.pixel_size_nm)]  # fmt: skip
+    print(
+        f"lptem demo: {args.particles} particles, {args.size}x{args.size} uint16, {n_frames} frames "
+        f"at {args.fps:g} fps, results in {out}/"
+    )
+    serve_args = [
+        "--engine",
+        "classical",
+        "--auto-detect",
+        "--record",
+        str(out / "record"),
+        "--pixel-size-nm",
+        str(args.pixel_size_nm),
+    ]
     collector = _Collector()
     with DaemonProcess(*serve_args, log_file=out / "daemon.log") as daemon:
         with Subscriber(daemon.publish) as subscriber:
@@ -114,14 +124,18 @@ def _wait_for_results(collector: _Collector, n_frames: int, timeout_s: float = 5
         time.sleep(0.5)
 
 
-def _report(out: Path, movie: BlobMovie, collector: _Collector, args: argparse.Namespace,
-            exit_code: int) -> dict[str, Any]:  # fmt: skip
+def _report(
+    out: Path, movie: BlobMovie, collector: _Collector, args: argparse.Namespace, exit_code: int
+) -> dict[str, Any]:
     record = read_record(out / "record")
     seen = record.tracks[record.tracks["visible"]]
     scores = score_tracks(
-        seen["frame"].to_numpy(), seen["particle"].to_numpy(), seen[["x", "y"]].to_numpy(),
-        movie.positions, max_distance_px=3 * movie.config.radius_px,
-    )  # fmt: skip
+        seen["frame"].to_numpy(),
+        seen["particle"].to_numpy(),
+        seen[["x", "y"]].to_numpy(),
+        movie.positions,
+        max_distance_px=3 * movie.config.radius_px,
+    )
     latencies = np.array(collector.latencies_s) * 1e3
     dropped = int(record.frames["dropped_total"].max()) if len(record.frames) else 0
     return {
@@ -143,10 +157,14 @@ def _report(out: Path, movie: BlobMovie, collector: _Collector, args: argparse.N
 
 def _truth_table(movie: BlobMovie) -> pd.DataFrame:
     n, k, _ = movie.positions.shape
-    return pd.DataFrame({
-        "frame": np.repeat(np.arange(n), k), "particle": np.tile(np.arange(k), n),
-        "x": movie.positions[:, :, 0].ravel(), "y": movie.positions[:, :, 1].ravel(),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "frame": np.repeat(np.arange(n), k),
+            "particle": np.tile(np.arange(k), n),
+            "x": movie.positions[:, :, 0].ravel(),
+            "y": movie.positions[:, :, 1].ravel(),
+        }
+    )
 
 
 def _format_report(r: dict[str, Any]) -> str:
@@ -162,9 +180,11 @@ def _format_report(r: dict[str, Any]) -> str:
         f"objects    {r['objects_tracked']} tracked for {r['particles_true']} true particles;"
         f" identity switches {r['identity_switches']}",
         f"{'id':>4} {'truth':>6} {'frames':>7} {'RMSE/px':>8} {'RMSE/nm':>8} {'max/px':>7} {'switches':>8}",
-    ]  # fmt: skip
+    ]
     for o in r["objects"]:
-        lines.append(f"{o['id']:>4} {o['truth']:>6} {o['frames']:>7} {o['rmse_px']:8.3f} {o['rmse_nm']:8.3f} "
-                     f"{o['max_error_px']:7.2f} {o['identity_switches']:>8}")  # fmt: skip
+        lines.append(
+            f"{o['id']:>4} {o['truth']:>6} {o['frames']:>7} {o['rmse_px']:8.3f} {o['rmse_nm']:8.3f} "
+            f"{o['max_error_px']:7.2f} {o['identity_switches']:>8}"
+        )
     lines.append(f"record and exports: {r['record']}/")
     return "\n".join(lines)

@@ -10,8 +10,15 @@ from typing import TextIO
 class Progress:
     """``frame 120/500  24.0 %  98.3 fps  ETA 3.9 s`` rewritten in place at most ``hz`` times a second."""
 
-    def __init__(self, total: int | None, label: str = "frame", *, stream: TextIO | None = None,
-                 enabled: bool | None = None, hz: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        total: int | None,
+        label: str = "frame",
+        *,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        hz: float = 5.0,
+    ) -> None:
         self.total = total
         self.label = label
         self.stream = stream or sys.stderr

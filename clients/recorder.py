@@ -35,8 +35,12 @@ def record(
 ) -> int:
     """Record until ``stop`` is set, ``max_frames`` track messages arrived or ``duration_s`` passed.
     Returns the number of track messages written."""
-    session = {"started_ns": time.time_ns(), "source": endpoint, "recorded_by": "lptem record",
-               "versions": versions()}  # fmt: skip
+    session = {
+        "started_ns": time.time_ns(),
+        "source": endpoint,
+        "recorded_by": "lptem record",
+        "versions": versions(),
+    }
     writer = RecordWriter(directory, session)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socket = context.socket(zmq.SUB)
@@ -93,8 +97,9 @@ def run_record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     progress = Progress(args.frames, enabled=False if args.no_progress else None)
     log.info("recording %s into %s (Ctrl-C to stop)", args.publish, args.out)
-    n = record(args.publish, args.out, stop, max_frames=args.frames, duration_s=args.duration,
-               progress=progress)  # fmt: skip
+    n = record(
+        args.publish, args.out, stop, max_frames=args.frames, duration_s=args.duration, progress=progress
+    )
     progress.close()
     print(f"recorded {n} frames into {args.out}")
     return 0

@@ -62,8 +62,12 @@ def replay(
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="TIFF stack, .npy array (frames, rows, cols), or a folder "
-                        "of numbered JPEG/PNG/TIFF images (natural order: 2 before 10)")  # fmt: skip
+    parser.add_argument(
+        "path",
+        type=Path,
+        help="TIFF stack, .npy array (frames, rows, cols), or a folder "
+        "of numbered JPEG/PNG/TIFF images (natural order: 2 before 10)",
+    )
     parser.add_argument(
         "--ingest",
         default=DEFAULT_INGEST,
@@ -100,8 +104,11 @@ def _warn_if_lossy(control: str, fps: float | None) -> None:
         log.info("could not ask the daemon for its policy (%s); continuing", exc)
         return
     if policy != "queue":
-        log.warning("the daemon runs --policy %s: frames sent faster than it processes them are dropped; "
-                    "start it with --policy queue for a lossless replay, or pass --fps", policy)  # fmt: skip
+        log.warning(
+            "the daemon runs --policy %s: frames sent faster than it processes them are dropped; "
+            "start it with --policy queue for a lossless replay, or pass --fps",
+            policy,
+        )
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -120,19 +127,27 @@ def run_replay(args: argparse.Namespace) -> int:
 def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
     stop = len(movie) if args.stop is None else min(args.stop, len(movie))
     n = max(0, stop - args.start) * args.loop
-    log.info("replaying %s: %d frames to %s%s", args.path, n, args.ingest,
-             f" at {args.fps:g} fps" if args.fps else " as fast as accepted")  # fmt: skip
+    log.info(
+        "replaying %s: %d frames to %s%s",
+        args.path,
+        n,
+        args.ingest,
+        f" at {args.fps:g} fps" if args.fps else " as fast as accepted",
+    )
     _warn_if_lossy(args.control, args.fps)
     progress = Progress(n, enabled=False if args.no_progress else None)
     with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm) as sender:
         try:
-            summary = replay(movie, sender, fps=args.fps, start=args.start, stop=stop,
-                             loops=args.loop, progress=progress)  # fmt: skip
+            summary = replay(
+                movie, sender, fps=args.fps, start=args.start, stop=stop, loops=args.loop, progress=progress
+            )
         except MovieError as exc:
             progress.close()
             log.error("%s", exc)
             return 1
     progress.close()
-    print(f"sent {summary.frames_sent} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} fps)"
-          + (f", {summary.late_frames} late" if args.fps else ""))  # fmt: skip
+    print(
+        f"sent {summary.frames_sent} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} fps)"
+        + (f", {summary.late_frames} late" if args.fps else "")
+    )
     return 0

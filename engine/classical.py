@@ -134,9 +134,10 @@ class ClassicalTracker:
         added: list[int] = []
         if self._auto_detect:
             free = [
-                j for j, det in enumerate(found.detections)
+                j
+                for j, det in enumerate(found.detections)
                 if j not in claimed and not self._near_visible_object(det)
-            ]  # fmt: skip
+            ]
             for j in self._confirm_candidates([found.detections[j] for j in free]):
                 owner[free[j]] = self._adopt(found.detections[free[j]])
                 added.append(owner[free[j]])

@@ -42,6 +42,9 @@ class DetectorConfig:
     """Largest accepted component; default 50 particle areas (aggregates)."""
     segment_fraction: float = 0.5
     """Each particle's mask is where the denoised signal exceeds this fraction of the particle's peak."""
+    bin_factor: int | None = None
+    """Filter, threshold and label at 1/bin_factor resolution (masks are still built at full resolution).
+    Default: 2 for particles of radius >= 4 px (about 3x faster at 1024^2), else 1."""
 
     def __post_init__(self) -> None:
         if not self.particle_radius_px > 0 or not self.background_scale_px > self.particle_radius_px:
@@ -52,6 +55,14 @@ class DetectorConfig:
             raise ValueError("need 0 < threshold_sigma <= min_peak_sigma")
         if not 0 <= self.segment_fraction < 1:
             raise ValueError("segment_fraction must be in [0, 1)")
+        if self.bin_factor is not None and self.bin_factor < 1:
+            raise ValueError("bin_factor must be at least 1")
+
+    @property
+    def binning(self) -> int:
+        if self.bin_factor is not None:
+            return self.bin_factor
+        return 2 if self.particle_radius_px >= 4 else 1
 
     @property
     def area_limits(self) -> tuple[float, float]:
@@ -93,17 +104,30 @@ class DetectionSet:
 
 
 class Detector:
-    """Stateless apart from its configuration; call :meth:`detect` once per frame."""
+    """Stateless apart from its configuration; call :meth:`detect` once per frame.
+
+    Coarse to fine: the frame is binned by ``binning`` (mean of b x b blocks), denoised with a Gaussian at
+    the particle scale, flattened and thresholded, and labelled at that resolution; each candidate's mask
+    is then cut at full resolution from the bilinearly upsampled signal in its own window. Binning a
+    frame whose size is not a multiple of b leaves out its last b - 1 rows / columns.
+    """
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
-        self._sigma = max(1.0, self.config.particle_radius_px / 2)
+        self.bin = self.config.binning
+        self._sigma = max(0.7, self.config.particle_radius_px / 2 / self.bin)  # binned px
         self._ksize = 2 * math.ceil(3 * self._sigma) + 1  # OpenCV's default (8 sigma) costs 40 % more
         self._edge_std = border_noise_factor(self._ksize, self._sigma)
 
     def signal(self, frame: Frame) -> npt.NDArray[np.float32]:
-        """Denoised, background-flattened image in which particles are positive."""
+        """Denoised, background-flattened, binned image in which particles are positive."""
         image = frame.astype(np.float32, copy=False)
+        b = self.bin
+        if b > 1:
+            rows, cols = image.shape[0] // b, image.shape[1] // b
+            image = _f32(
+                cv2.resize(image[: rows * b, : cols * b], (cols, rows), interpolation=cv2.INTER_AREA)
+            )
         smooth = cv2.GaussianBlur(image, (self._ksize, self._ksize), self._sigma)
         background = self._background(image)
         if self.config.polarity == "dark":
@@ -112,9 +136,10 @@ class Detector:
 
     def _background(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         rows, cols = image.shape
-        small = (max(1, cols // _BACKGROUND_GRID), max(1, rows // _BACKGROUND_GRID))
+        grid = max(1, _BACKGROUND_GRID // self.bin)
+        small = (max(1, cols // grid), max(1, rows // grid))
         coarse = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
-        sigma = self.config.background_scale_px / _BACKGROUND_GRID
+        sigma = self.config.background_scale_px / (grid * self.bin)
         coarse = cv2.GaussianBlur(coarse, (0, 0), sigma)
         return _f32(cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_LINEAR))
 
@@ -122,19 +147,31 @@ class Detector:
         """Threshold at ``threshold_sigma`` noise s.d., then cut each component at ``segment_fraction``
         of its own peak, so that masks follow the particles (not the SNR) and touching ones separate."""
         signal = self.signal(frame)
-        sigma = robust_sigma(signal)
+        sigma = robust_sigma(signal, stride=8 // self.bin)
         threshold = self.config.threshold_sigma * sigma
         count, components, stats = _components((signal > threshold).view(np.uint8))
         detections: list[Detection] = []
         for k in range(1, count):
-            x0, y0, w, h, _ = (int(v) for v in stats[k])
-            window = (slice(y0, y0 + h), slice(x0, x0 + w))
+            window = _grown_window(stats[k], signal.shape)
             inside = components[window] == k
             local = signal[window]
             peak = float(local[inside].max())
-            core = inside & (local >= max(threshold, self.config.segment_fraction * peak))
-            detections.extend(self._split(core, local, (x0, y0), sigma, signal.shape))
+            local_full, inside_full = self._upsample(local, inside)
+            core = inside_full & (local_full >= max(threshold, self.config.segment_fraction * peak))
+            origin = (window[1].start * self.bin, window[0].start * self.bin)
+            detections.extend(self._split(core, local_full, origin, sigma, signal.shape))
         return DetectionSet(tuple(detections), sigma)
+
+    def _upsample(
+        self, local: npt.NDArray[np.float32], inside: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        """A binned window at full resolution: signal bilinear (pixel centres aligned), membership nearest."""
+        if self.bin == 1:
+            return local, inside
+        size = (local.shape[1] * self.bin, local.shape[0] * self.bin)
+        signal = _f32(cv2.resize(local, size, interpolation=cv2.INTER_LINEAR))
+        member = cv2.resize(inside.view(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        return signal, np.asarray(member, dtype=bool)
 
     def _split(
         self,
@@ -142,11 +179,12 @@ class Detector:
         local: npt.NDArray[np.float32],
         origin: tuple[int, int],
         sigma: float,
-        shape: tuple[int, ...],
+        binned_shape: tuple[int, ...],
     ) -> list[Detection]:
         """One detection per connected piece of ``core`` within the area limits and significant enough.
 
-        ``core`` and ``local`` are crops whose top-left pixel is at ``origin`` = (column, row).
+        ``core`` and ``local`` are full-resolution crops whose top-left pixel is at ``origin`` =
+        (column, row) of the frame.
         """
         x0, y0 = origin
         lo, hi = self.config.area_limits
@@ -162,7 +200,8 @@ class Detector:
                 continue
             piece = np.where(mask, local[py : py + h, px : px + w], -np.inf)
             r, c = np.unravel_index(int(np.argmax(piece)), piece.shape)
-            noise = sigma * self._noise_scale(y0 + py + int(r), x0 + px + int(c), shape)
+            row, col = (y0 + py + int(r)) // self.bin, (x0 + px + int(c)) // self.bin
+            noise = sigma * self._noise_scale(row, col, binned_shape)
             snr = float(piece[r, c]) / noise if noise > 0 else math.inf
             if snr >= self.config.min_peak_sigma:
                 out.append(Detection(measurement, snr, mask, (x0 + px, y0 + py)))
@@ -174,6 +213,15 @@ class Detector:
         dr = min(row, shape[0] - 1 - row)
         dc = min(col, shape[1] - 1 - col)
         return float(edge[min(dr, len(edge) - 1)] * edge[min(dc, len(edge) - 1)])
+
+
+def _grown_window(stat: npt.NDArray[np.int32], shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """A component's bounding box grown by one pixel (clipped), so interpolation inside it is exact."""
+    x0, y0, w, h = (int(v) for v in stat[:4])
+    return (
+        slice(max(0, y0 - 1), min(shape[0], y0 + h + 1)),
+        slice(max(0, x0 - 1), min(shape[1], x0 + w + 1)),
+    )
 
 
 def _components(mask: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np.integer], npt.NDArray[np.int32]]:

@@ -82,8 +82,9 @@ def _trajectories(
     margin = 3 * config.radius_px
     if config.motion == "orbit":
         return _orbits(config, n_frames, rng)
-    start = _separated_points(config.n_blobs, (margin, cols - margin), (margin, rows - margin),
-                              6 * config.radius_px, rng)  # fmt: skip
+    start = _separated_points(
+        config.n_blobs, (margin, cols - margin), (margin, rows - margin), 6 * config.radius_px, rng
+    )
     steps = rng.normal(0.0, config.step_px, size=(n_frames - 1, config.n_blobs, 2))
     walk = np.concatenate([start[None], start[None] + np.cumsum(steps, axis=0)])
     lo = np.array([margin, margin])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,9 +41,9 @@ def make_daemon() -> Iterator[type[Daemon]]:
     """Build in-process daemons on free ports; all are stopped at the end of the test."""
     started: list[Daemon] = []
 
-    def factory(**overrides: object) -> Daemon:
-        config = DaemonConfig(**{"ingest": ANY_PORT, "publish": ANY_PORT, "control": ANY_PORT, **overrides})
-        daemon = Daemon(config)
+    def factory(**overrides: Any) -> Daemon:
+        config = DaemonConfig(ingest=ANY_PORT, publish=ANY_PORT, control=ANY_PORT)
+        daemon = Daemon(dataclasses.replace(config, **overrides))
         daemon.start()
         started.append(daemon)
         return daemon

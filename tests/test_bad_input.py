@@ -13,7 +13,7 @@ import zmq
 from clients.control import ControlClient, ControlError
 from clients.daemon_process import DaemonProcess
 from clients.subscriber import Subscriber
-from service.protocol import encode_header
+from service.protocol import TrackMessage, encode_header
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ def test_malformed_frames_are_counted_by_reason_and_good_frames_all_processed():
                 k += 1
         camera.close(linger=5000)
         context.term()
-        tracks = []
+        tracks: list[TrackMessage] = []
         while len(tracks) < n_good and (r := sub.recv(5.0)) is not None:
             tracks.append(r.message)
         status = control.status()

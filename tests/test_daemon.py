@@ -9,7 +9,7 @@ import pytest
 
 from clients.control import ControlClient, ControlError
 from clients.sender import FrameSender
-from clients.subscriber import Subscriber
+from clients.subscriber import Received, Subscriber
 from engine.synthetic import BlobMovie, BlobMovieConfig
 from service.mailbox import Policy
 from service.protocol import PreviewMessage, StatusMessage, TrackMessage
@@ -25,7 +25,7 @@ def box(i, blob):
 
 
 def collect(sub, n, topic="track", timeout_s=10.0):
-    out = []
+    out: list[Received] = []
     while len(out) < n:
         r = sub.recv(timeout_s)
         if r is None:

@@ -10,13 +10,14 @@ from clients.daemon_process import DaemonProcess
 from clients.sender import FrameSender
 from clients.subscriber import Subscriber
 from engine.synthetic import BlobMovie, BlobMovieConfig
+from service.protocol import TrackMessage
 
 pytestmark = pytest.mark.e2e
 
 
 def collect_tracks(sub, n, quiet_s=3.0):
     """Track messages until ``n`` arrived or none came for ``quiet_s``."""
-    tracks = []
+    tracks: list[TrackMessage] = []
     while len(tracks) < n:
         received = sub.recv(quiet_s)
         if received is None:

@@ -16,7 +16,7 @@ def frame(n, series=None):
 
 
 def admit_all(seq, numbers):
-    out = []
+    out: list[tuple[object, ...]] = []
     for n in numbers:
         try:
             a = seq.admit(frame(n))

@@ -18,14 +18,18 @@ def item(n):
     return QueuedFrame(IngestFrame(n, 0, PIXELS), 0, 0, None, None)
 
 
+def next_frame(box):
+    item = box.get(0)
+    assert isinstance(item, QueuedFrame)
+    return item
+
+
 def test_latest_keeps_the_newest_and_attributes_drops():
     box = Mailbox(Policy.LATEST, capacity=2)
     dropped = [d.frame.frame for n in range(6) for d in box.put_frame(item(n))]
     assert dropped == [0, 1, 2, 3]
-    first = box.get(0)
-    second = box.get(0)
-    assert isinstance(first, QueuedFrame)
-    assert isinstance(second, QueuedFrame)
+    first = next_frame(box)
+    second = next_frame(box)
     assert (first.frame.frame, first.dropped_before) == (4, 4)  # frames 0..3 were lost before frame 4
     assert (second.frame.frame, second.dropped_before) == (5, 0)
     assert box.get(0) is None
@@ -45,10 +49,10 @@ def test_queue_is_lossless_and_blocks_the_producer_when_full():
     thread = threading.Thread(target=producer)
     thread.start()
     assert not unblocked.wait(0.2)  # full: the third frame waits
-    assert box.get(0).frame.frame == 0
+    assert next_frame(box).frame.frame == 0
     assert unblocked.wait(2)
     thread.join()
-    assert [box.get(0).frame.frame for _ in range(2)] == [1, 2]
+    assert [next_frame(box).frame.frame for _ in range(2)] == [1, 2]
 
 
 def test_commands_are_served_before_frames():

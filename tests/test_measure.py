@@ -54,7 +54,7 @@ def test_bbox_is_exclusive_and_offset_applies():
     m = measure_mask(mask, x_offset=100, y_offset=50)
     assert m is not None
     assert m.bbox == (103, 52, 109, 55)
-    assert (m.x, m.y) == (pytest.approx(105.5), pytest.approx(53.0))
+    assert (m.x, m.y) == pytest.approx((105.5, 53.0))
     assert m.theta_deg == pytest.approx(0.0)
 
 

@@ -6,6 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from engine.api import Box
 from service import protocol as p
 from service.protocol import RejectReason as R
 
@@ -148,7 +149,7 @@ def test_parse_add_object_with_box_and_points():
     assert cmd.name == "add_object"
     assert cmd.obj_id == 4
     assert cmd.prompt is not None
-    assert cmd.prompt.box == p.Box(1.0, 2.0, 30.0, 40.0)
+    assert cmd.prompt.box == Box(1.0, 2.0, 30.0, 40.0)
     assert [pt.positive for pt in cmd.prompt.points] == [True, False]
 
 

@@ -97,7 +97,7 @@ def test_subscriber_reconnects_after_a_daemon_restart():
         "queue",
     )
     with Subscriber(endpoints[1], heartbeat_timeout_s=1.5) as sub:
-        frames_seen = []
+        frames_seen: list[int] = []
         for run in range(2):
             with DaemonProcess(*args) as daemon:
                 assert sub.wait_connected(10.0)

@@ -1,0 +1,167 @@
+"""Service overhead: camera -> `track` latency through the daemon with the pass-through engine, next to
+the raw pyzmq floor (PUSH -> PULL -> PUB -> SUB through a minimal relay process) measured in the same run.
+
+    python benchmarks/overhead.py                 # 1024^2 uint16 at 100 fps, 30 s per stage
+    python benchmarks/overhead.py --seconds 10 --json overhead.json
+
+Target (design.md §7): p99 <= 2 ms and 0 drops for the daemon. Both stages run the same paced camera
+process and the same subscriber (this process), one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+from _common import TABLE_HEADER, Summary, dump_json, machine, start_camera
+
+from clients.control import ControlClient
+from clients.daemon_process import DaemonProcess
+from clients.subscriber import Subscriber
+
+
+def relay(endpoints: Any, stop: Any) -> None:
+    """The floor: receive a frame (zero-copy), decode its header, publish a small result."""
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.bind("tcp://127.0.0.1:*")
+    pub = context.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")
+    endpoints.put((pull.getsockopt_string(zmq.LAST_ENDPOINT), pub.getsockopt_string(zmq.LAST_ENDPOINT)))
+    while not stop.is_set():
+        if not pull.poll(100):
+            continue
+        header, _pixels = pull.recv_multipart(copy=False)
+        t_recv = time.time_ns()
+        h = msgpack.unpackb(header.buffer)
+        result = {"frame": h["frame"], "t_ns": h["t_ns"], "t_recv_ns": t_recv, "t_done_ns": time.time_ns()}
+        pub.send_multipart([b"track", msgpack.packb(result)])
+    pull.close(0)
+    pub.close(0)
+    context.term()
+
+
+def receive_latencies(
+    sub: zmq.Socket[bytes], n_frames: int, quiet_s: float = 3.0
+) -> tuple[list[float], set[int]]:
+    """Camera->subscriber latency (s) of every `track` message until ``n_frames`` or a quiet spell."""
+    latencies: list[float] = []
+    frames: set[int] = set()
+    while len(frames) < n_frames and sub.poll(int(quiet_s * 1000)):
+        _topic, payload = sub.recv_multipart()
+        now = time.time_ns()
+        msg = msgpack.unpackb(payload)
+        latencies.append((now - msg["t_ns"]) / 1e9)
+        frames.add(msg["frame"])
+    return latencies, frames
+
+
+def measure_floor(shape: tuple[int, int], fps: float, n_frames: int) -> tuple[Summary, int]:
+    ctx = mp.get_context("spawn")
+    endpoints, stop = ctx.Queue(), ctx.Event()
+    process = ctx.Process(target=relay, args=(endpoints, stop))
+    process.start()
+    ingest, publish = endpoints.get(timeout=30)
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 100000)
+    sub.setsockopt(zmq.SUBSCRIBE, b"track")
+    sub.connect(publish)
+    time.sleep(0.5)  # slow joiner
+    camera, go = start_camera(ingest, shape, fps, n_frames)
+    go.set()
+    latencies, frames = receive_latencies(sub, n_frames)
+    camera.join()
+    stop.set()
+    process.join()
+    sub.close(0)
+    context.term()
+    return Summary.of(latencies), n_frames - len(frames)
+
+
+def measure_daemon(
+    shape: tuple[int, int], fps: float, n_frames: int
+) -> tuple[dict[str, Summary], dict[str, Any]]:
+    with DaemonProcess("--engine", "passthrough", "--policy", "latest") as daemon:
+        with ControlClient(daemon.control) as control:
+            for k in range(3):  # realistic result size: three objects per frame
+                control.add_object(box=[100 + 50 * k, 100, 120 + 50 * k, 120])
+        stages: dict[str, list[float]] = {
+            "camera->track (total)": [],
+            "camera->daemon": [],
+            "daemon processing": [],
+            "daemon->subscriber": [],
+        }
+        with Subscriber(daemon.publish) as sub:
+            assert sub.wait_connected(10)
+            camera, go = start_camera(daemon.ingest, shape, fps, n_frames)
+            go.set()
+            seen = 0
+            while seen < n_frames and (r := sub.recv(3.0)) is not None:
+                lat = r.latency()
+                stages["camera->track (total)"].append(lat.total_s)
+                stages["camera->daemon"].append(lat.camera_to_daemon_s)
+                stages["daemon processing"].append(lat.processing_s)
+                stages["daemon->subscriber"].append(lat.daemon_to_client_s)
+                seen += 1
+            camera.join()
+        with ControlClient(daemon.control) as control:
+            status = control.status()
+    counts = {
+        "received": status.frames_received,
+        "processed": status.frames_processed,
+        "dropped": status.frames_dropped,
+        "results_missing_at_subscriber": n_frames - seen,
+    }
+    return {k: Summary.of(v) for k, v in stages.items()}, counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="duration of each stage, s")
+    parser.add_argument("--fps", type=float, default=100.0)
+    parser.add_argument("--size", type=int, default=1024, help="frame side, px")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    shape = (args.size, args.size)
+    n_frames = round(args.seconds * args.fps)
+    print(f"machine: {machine()}")
+    frames = f"{args.size}x{args.size} uint16 frames"
+    print(f"{frames} at {args.fps:g} fps for {args.seconds:g} s ({n_frames} frames)\n")
+    floor, floor_lost = measure_floor(shape, args.fps, n_frames)
+    stages, counts = measure_daemon(shape, args.fps, n_frames)
+    print(TABLE_HEADER)
+    print(floor.row("raw pyzmq floor (relay process)"))
+    for label, summary in stages.items():
+        print(summary.row(f"daemon: {label}"))
+    print(f"\nfloor: {floor_lost} of {n_frames} results missing")
+    print(f"daemon: {counts}")
+    total = stages["camera->track (total)"]
+    print(
+        f"daemon overhead over the floor: p50 {total.p50_ms - floor.p50_ms:+.3f} ms, "
+        f"p99 {total.p99_ms - floor.p99_ms:+.3f} ms (target: daemon p99 <= 2 ms, 0 drops)"
+    )
+    dump_json(
+        args.json,
+        {
+            "machine": machine(),
+            "args": vars(args) | {"json": str(args.json)},
+            "floor": floor,
+            "floor_lost": floor_lost,
+            "daemon": stages,
+            "counts": counts,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
