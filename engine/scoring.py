@@ -55,7 +55,8 @@ def score_tracks(
     for obj in np.unique(ids):
         rows = np.flatnonzero(ids == obj)
         rows = rows[np.argsort(frames[rows], kind="stable")]
-        scores.append(_score_object(int(obj), rows, matched[rows], xy[rows] - truth[frames[rows]]))
+        offsets = xy[rows][:, None, :] - truth[frames[rows]]  # (rows, particles, 2)
+        scores.append(_score_object(int(obj), rows, matched[rows], offsets))
     return scores
 
 

@@ -117,3 +117,20 @@ def test_replay_errors_are_clear(tmp_path):
     assert missing.returncode == 2
     assert "no such file" in missing.stderr
     assert lptem("replay", str(tmp_path), "--fps", "-3").returncode == 2
+
+
+def test_demo_runs_the_whole_loop_and_reports(tmp_path):
+    out = tmp_path / "demo"
+    result = lptem(
+        "demo", "--seconds", "3", "--size", "256", "--particles", "2", "--out", str(out), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "== lptem demo report ==" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames_sent"] == 150
+    assert report["frames_processed"] + report["frames_dropped"] == 150
+    assert report["objects_tracked"] == 2
+    assert report["identity_switches"] == 0
+    assert all(o["rmse_px"] < 0.5 for o in report["objects"])
+    assert (out / "record" / "trajectories.csv").exists()
+    assert (out / "truth.csv").exists()
