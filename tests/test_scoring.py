@@ -11,7 +11,7 @@ from engine.scoring import score_tracks
 TRUTH = np.array([[[10.0 + f, 10.0], [50.0 + f, 50.0]] for f in range(6)])
 
 
-def rows(entries):
+def rows(entries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     frames, ids, xy = zip(*[(f, i, (x, y)) for f, i, x, y in entries], strict=True)
     return np.array(frames), np.array(ids), np.array(xy, dtype=float)
 
