@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,20 @@ from clients.daemon_process import DaemonProcess
 from clients.subscriber import Subscriber
 
 
-def relay(endpoints: Any, stop: Any) -> None:
+def bind_address(transport: str, name: str) -> str:
+    """A fresh endpoint: a free loopback TCP port, or an IPC socket file in a temporary folder."""
+    if transport == "tcp":
+        return "tcp://127.0.0.1:*"
+    return f"ipc://{tempfile.mkdtemp(prefix='lptem-bench-')}/{name}"
+
+
+def relay(transport: str, endpoints: Any, stop: Any) -> None:
     """The floor: receive a frame (zero-copy), decode its header, publish a small result."""
     context = zmq.Context()
     pull = context.socket(zmq.PULL)
-    pull.bind("tcp://127.0.0.1:*")
+    pull.bind(bind_address(transport, "ingest"))
     pub = context.socket(zmq.PUB)
-    pub.bind("tcp://127.0.0.1:*")
+    pub.bind(bind_address(transport, "publish"))
     endpoints.put((pull.getsockopt_string(zmq.LAST_ENDPOINT), pub.getsockopt_string(zmq.LAST_ENDPOINT)))
     while not stop.is_set():
         if not pull.poll(100):
@@ -62,10 +71,10 @@ def receive_latencies(
     return latencies, frames
 
 
-def measure_floor(shape: tuple[int, int], fps: float, n_frames: int) -> tuple[Summary, int]:
+def measure_floor(transport: str, shape: tuple[int, int], fps: float, n_frames: int) -> tuple[Summary, int]:
     ctx = mp.get_context("spawn")
     endpoints, stop = ctx.Queue(), ctx.Event()
-    process = ctx.Process(target=relay, args=(endpoints, stop))
+    process = ctx.Process(target=relay, args=(transport, endpoints, stop))
     process.start()
     ingest, publish = endpoints.get(timeout=30)
     context = zmq.Context()
@@ -86,9 +95,13 @@ def measure_floor(shape: tuple[int, int], fps: float, n_frames: int) -> tuple[Su
 
 
 def measure_daemon(
-    shape: tuple[int, int], fps: float, n_frames: int
+    transport: str, shape: tuple[int, int], fps: float, n_frames: int
 ) -> tuple[dict[str, Summary], dict[str, Any]]:
-    with DaemonProcess("--engine", "passthrough", "--policy", "latest") as daemon:
+    sockets = []
+    if transport != "tcp":
+        for name in ("ingest", "publish", "control"):
+            sockets += [f"--{name}", bind_address(transport, name)]
+    with DaemonProcess("--engine", "passthrough", "--policy", "latest", *sockets) as daemon:
         with ControlClient(daemon.control) as control:
             for k in range(3):  # realistic result size: three objects per frame
                 control.add_object(box=[100 + 50 * k, 100, 120 + 50 * k, 120])
@@ -126,39 +139,46 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=30.0, help="duration of each stage, s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="duration of each stage per round, s")
+    parser.add_argument("--rounds", type=int, default=3, help="floor and daemon alternate this many times")
     parser.add_argument("--fps", type=float, default=100.0)
     parser.add_argument("--size", type=int, default=1024, help="frame side, px")
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "ipc"),
+        default="tcp",
+        help="tcp: loopback TCP (default); ipc: Unix-domain sockets (camera on the same host)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     shape = (args.size, args.size)
     n_frames = round(args.seconds * args.fps)
     print(f"machine: {machine()}")
-    frames = f"{args.size}x{args.size} uint16 frames"
-    print(f"{frames} at {args.fps:g} fps for {args.seconds:g} s ({n_frames} frames)\n")
-    floor, floor_lost = measure_floor(shape, args.fps, n_frames)
-    stages, counts = measure_daemon(shape, args.fps, n_frames)
-    print(TABLE_HEADER)
-    print(floor.row("raw pyzmq floor (relay process)"))
-    for label, summary in stages.items():
-        print(summary.row(f"daemon: {label}"))
-    print(f"\nfloor: {floor_lost} of {n_frames} results missing")
-    print(f"daemon: {counts}")
-    total = stages["camera->track (total)"]
-    print(
-        f"daemon overhead over the floor: p50 {total.p50_ms - floor.p50_ms:+.3f} ms, "
-        f"p99 {total.p99_ms - floor.p99_ms:+.3f} ms (target: daemon p99 <= 2 ms, 0 drops)"
-    )
+    print(f"{args.size}x{args.size} uint16 frames at {args.fps:g} fps over {args.transport}, ")
+    print(f"{args.rounds} rounds of {args.seconds:g} s per stage ({n_frames} frames)")
+    rounds: list[dict[str, Any]] = []
+    for k in range(args.rounds):
+        floor, floor_lost = measure_floor(args.transport, shape, args.fps, n_frames)
+        stages, counts = measure_daemon(args.transport, shape, args.fps, n_frames)
+        rounds.append({"floor": floor, "floor_lost": floor_lost, "daemon": stages, "counts": counts})
+        print(f"\nround {k + 1}\n{TABLE_HEADER}")
+        print(floor.row("raw pyzmq floor (relay process)"))
+        for label, summary in stages.items():
+            print(summary.row(f"daemon: {label}"))
+        print(f"floor: {floor_lost} of {n_frames} results missing; daemon: {counts}")
+    print("\nmedian over rounds (ms)      p50     p99")
+    for label, pick in (
+        ("raw pyzmq floor", lambda r: r["floor"]),
+        ("daemon camera->track", lambda r: r["daemon"]["camera->track (total)"]),
+        ("daemon processing", lambda r: r["daemon"]["daemon processing"]),
+    ):
+        p50 = statistics.median(pick(r).p50_ms for r in rounds)
+        p99 = statistics.median(pick(r).p99_ms for r in rounds)
+        print(f"{label:<26} {p50:7.3f} {p99:7.3f}")
+    drops = sum(r["counts"]["dropped"] for r in rounds)
+    print(f"daemon drops over all rounds: {drops} (target: daemon p99 <= 2 ms, 0 drops)")
     dump_json(
-        args.json,
-        {
-            "machine": machine(),
-            "args": vars(args) | {"json": str(args.json)},
-            "floor": floor,
-            "floor_lost": floor_lost,
-            "daemon": stages,
-            "counts": counts,
-        },
+        args.json, {"machine": machine(), "args": vars(args) | {"json": str(args.json)}, "rounds": rounds}
     )
     return 0
 

@@ -18,7 +18,7 @@ import zmq
 
 from clients.progress import Progress
 from service.daemon import DEFAULT_PUBLISH, versions
-from service.record import RecordWriter
+from service.record import RecordExistsError, RecordWriter
 
 log = logging.getLogger("lptem.record")
 RECORDED_TOPICS = (b"track", b"status", b"msd")
@@ -97,9 +97,13 @@ def run_record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     progress = Progress(args.frames, enabled=False if args.no_progress else None)
     log.info("recording %s into %s (Ctrl-C to stop)", args.publish, args.out)
-    n = record(
-        args.publish, args.out, stop, max_frames=args.frames, duration_s=args.duration, progress=progress
-    )
+    try:
+        n = record(
+            args.publish, args.out, stop, max_frames=args.frames, duration_s=args.duration, progress=progress
+        )
+    except RecordExistsError as exc:
+        log.error("%s", exc)
+        return 1
     progress.close()
     print(f"recorded {n} frames into {args.out}")
     return 0

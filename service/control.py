@@ -57,13 +57,20 @@ class ControlServer:
             while not self._stop.is_set():
                 if self._socket.poll(_POLL_MS):
                     parts = self._socket.recv_multipart()
-                    reply = self.handle(parts)
+                    reply = self._handle_guarded(parts)
                     if not reply["ok"]:
                         self._stats.control_error()
                         self._errors.warning(f"control request refused: {reply['error']}")
                     self._socket.send(encode_reply(reply))
         finally:
             self._socket.close()
+
+    def _handle_guarded(self, parts: list[bytes]) -> dict[str, Any]:
+        try:
+            return self.handle(parts)
+        except Exception as exc:  # a REP socket must answer every request, or it stops working
+            log.exception("internal error while handling a control request")
+            return {"ok": False, "error": f"internal error: {exc!r}"}
 
     def handle(self, parts: list[bytes]) -> dict[str, Any]:
         if len(parts) != 1:

@@ -149,8 +149,9 @@ class Daemon:
         if self._closed:
             return
         self._closed = True
-        self.ingest.stop()
-        waiting, commands = self.mailbox.close()
+        self.ingest.request_stop()
+        waiting, commands = self.mailbox.close()  # also releases an ingest blocked on a full queue
+        self.ingest.join()
         if waiting:
             self.stats.frames_dropped(len(waiting))
             log.info("%d queued frames discarded at shutdown", len(waiting))

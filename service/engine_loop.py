@@ -174,9 +174,23 @@ class EngineLoop:
 
 
 def _wire_object(o: ObjectResult, pixel_size_nm: float | None) -> TrackedObject:
-    x_nm = o.x * pixel_size_nm if pixel_size_nm is not None else None
-    y_nm = o.y * pixel_size_nm if pixel_size_nm is not None else None
-    return TrackedObject(o.id, o.x, o.y, o.theta_deg, o.area_px, o.score, o.visible, o.bbox, x_nm, y_nm)
+    """Engine result -> wire object; numbers become Python scalars (msgpack cannot pack numpy's)."""
+    x, y = float(o.x), float(o.y)
+    bbox = (int(o.bbox[0]), int(o.bbox[1]), int(o.bbox[2]), int(o.bbox[3]))
+    x_nm = x * pixel_size_nm if pixel_size_nm is not None else None
+    y_nm = y * pixel_size_nm if pixel_size_nm is not None else None
+    return TrackedObject(
+        int(o.id),
+        x,
+        y,
+        float(o.theta_deg),
+        float(o.area_px),
+        float(o.score),
+        bool(o.visible),
+        bbox,
+        x_nm,
+        y_nm,
+    )
 
 
 def _object_info(info: ObjectInfo) -> dict[str, Any]:

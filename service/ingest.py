@@ -117,19 +117,30 @@ class Ingest:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
+
+    def join(self) -> None:
         self._thread.join()
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 if self._socket.poll(_POLL_MS):
-                    self._receive_one()
+                    self._receive_guarded()
         except MailboxClosed:
-            pass  # shutdown began while a frame waited for room; nothing left to deliver
+            log.debug("ingest stopped while a frame waited for room in the queue")
         finally:
             self._socket.close()
+
+    def _receive_guarded(self) -> None:
+        try:
+            self._receive_one()
+        except MailboxClosed:
+            raise
+        except Exception:  # a bug in validation must not leave the daemon deaf: count, log, go on
+            self._stats.frame_rejected(RejectReason.INTERNAL)
+            log.exception("internal error while receiving a frame; message discarded")
 
     def _receive_one(self) -> None:
         parts = self._socket.recv_multipart(copy=False)

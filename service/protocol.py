@@ -55,6 +55,7 @@ class RejectReason(StrEnum):
     FRAME_NUMBER = "frame_number"  # negative frame number
     FRAME_ORDER = "frame_order"  # repeated or decreasing frame number within an epoch
     NONFINITE = "nonfinite"  # NaN or infinite pixels in a float32 frame
+    INTERNAL = "internal"  # the daemon failed while validating (a bug; the log has the traceback)
 
 
 class FrameRejected(Exception):

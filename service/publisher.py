@@ -46,6 +46,7 @@ class Publisher:
         self._recorder = recorder
         self._interval = status_interval_s
         self._queue: queue.SimpleQueue[tuple[bytes, Any] | None] = queue.SimpleQueue()
+        self._errors = 0
         self._thread = threading.Thread(target=self._run, name="lptem-publish", daemon=True)
 
     def start(self) -> None:
@@ -77,14 +78,20 @@ class Publisher:
                 if time.monotonic() >= next_status:
                     self._send(TOPIC_STATUS, self._status())
                     next_status = time.monotonic() + self._interval
-                topic, message = item
-                if topic == _EVENT:
-                    self._record("event", msgpack.packb(message, use_bin_type=True))
-                elif message is not None:
-                    self._send(topic, message)
+                self._handle(*item)
             self._send(TOPIC_STATUS, self._status())
         finally:
             self._socket.close()
+
+    def _handle(self, topic: bytes, message: Any) -> None:
+        try:
+            if topic == _EVENT:
+                self._record("event", msgpack.packb(message, use_bin_type=True))
+            elif message is not None:
+                self._send(topic, message)
+        except Exception:  # one unencodable message must not silence every later result
+            self._errors += 1
+            log.exception("could not publish a %r message; dropped", topic)
 
     def _send(self, topic: bytes, message: Any) -> None:
         parts = encode_result(topic, message)

@@ -42,13 +42,21 @@ TRACK_COLUMNS = [
 FRAME_COLUMNS = ["frame", "epoch", "t_ns", "t_recv_ns", "t_done_ns", "dropped_total", "n_objects"]
 
 
+class RecordExistsError(FileExistsError):
+    """The record folder already holds a session (a record is never appended to or overwritten)."""
+
+
 class RecordWriter:
     """Appends entries from any thread; a background thread writes, flushes and fsyncs them."""
 
     def __init__(self, directory: Path, session: dict[str, Any]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self.directory / RECORD_FILE, "ab")  # noqa: SIM115 - closed in close()
+        path = self.directory / RECORD_FILE
+        try:
+            self._file: BinaryIO = open(path, "xb")  # noqa: SIM115 - closed in close()
+        except FileExistsError as exc:
+            raise RecordExistsError(f"{path} already holds a session; record into a new folder") from exc
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._session = session
         self.write("session", msgpack.packb(session, use_bin_type=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import urllib.request
 
 import numpy as np
@@ -162,3 +163,42 @@ def test_prometheus_metrics(make_daemon):
     assert _metric(text, "lptem_objects_tracked") == 0
     assert _metric(text, "lptem_last_frame_timestamp_seconds") > 1.6e9
     assert "particle" not in text  # no per-particle labels
+
+
+def test_ingest_connect_subscribes_to_a_camera_pub(make_daemon):
+    with FrameSender("tcp://127.0.0.1:*", mode="pub") as camera:
+        daemon = make_daemon(engine="passthrough", ingest=camera.endpoint, ingest_connect=True)
+        with Subscriber(daemon.endpoints["publish"]) as sub:
+            assert sub.wait_connected()
+            frame = np.zeros((16, 16), np.uint8)
+            # PUB drops until the daemon's SUB has joined: send until the daemon reports a frame.
+            assert wait_until(lambda: camera.send(frame) is not None and daemon.stats.received > 0, 10.0)
+            received = sub.recv(5.0)
+    assert received is not None
+    assert isinstance(received.message, TrackMessage)
+    assert daemon.endpoints["ingest"] == camera.endpoint
+
+
+def test_callback_style_dispatches_in_a_background_thread(make_daemon):
+    daemon = make_daemon(engine="passthrough", policy=Policy.QUEUE)
+    ep = daemon.endpoints
+    got: list[int] = []
+    done = threading.Event()
+
+    def on_track(received):
+        got.append(received.message.frame)
+        if len(got) == 5:
+            done.set()
+
+    sub = Subscriber(ep["publish"])
+    sub.on("track", on_track)
+    with pytest.raises(ValueError, match="not subscribed"):
+        sub.on("preview", on_track)
+    assert sub.wait_connected()
+    sub.start()
+    with FrameSender(ep["ingest"]) as cam:
+        for _ in range(5):
+            cam.send(np.zeros((8, 8), np.uint16))
+    assert done.wait(10)
+    sub.close()
+    assert got == [0, 1, 2, 3, 4]

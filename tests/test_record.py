@@ -7,10 +7,18 @@ import json
 import msgpack
 import numpy as np
 import pandas as pd
+import pytest
 
 import service.record
 from service.protocol import TOPIC_TRACK, TrackedObject, TrackMessage, encode_result
-from service.record import RECORD_FILE, RecordWriter, export_record, iter_entries, read_record
+from service.record import (
+    RECORD_FILE,
+    RecordExistsError,
+    RecordWriter,
+    export_record,
+    iter_entries,
+    read_record,
+)
 from tests.conftest import wait_until
 
 
@@ -117,3 +125,11 @@ def test_payload_is_stored_exactly_as_published(record_dir):
     with open(record_dir / RECORD_FILE, "rb") as fh:
         entries = list(msgpack.Unpacker(fh, raw=False))
     assert entries[1] == ["track", payload]
+
+
+def test_a_record_folder_is_never_appended_to(record_dir):
+    write_session(record_dir, [track(0)]).close()
+    before = (record_dir / RECORD_FILE).read_bytes()
+    with pytest.raises(RecordExistsError, match="already holds a session"):
+        RecordWriter(record_dir, {})
+    assert (record_dir / RECORD_FILE).read_bytes() == before
