@@ -41,6 +41,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_status",
         "show the daemon's counters, rates and objects",
     ),
+    "sim": (
+        "clients.simcam",
+        "add_sim_arguments",
+        "run_sim",
+        "simulated LPTEM camera: stream to the daemon, or write a movie with ground truth",
+    ),
     "demo": (
         "clients.demo",
         "add_demo_arguments",

@@ -1,8 +1,9 @@
-"""``lptem demo``: the whole live loop on this machine, with a report against ground truth.
+"""``lptem demo``: the whole live loop on this machine, scored against ground truth.
 
-Starts the real daemon (``lptem serve``, classical engine, automatic detection, recording), streams a
-synthetic movie of Brownian particles over the wire at camera speed, subscribes to the results, shows a
-live line, then stops the daemon and scores its record against the movie's ground truth.
+Starts the real daemon (``lptem serve``: classical engine, automatic detection, recording), streams the
+LPTEM simulator over the wire at camera speed (the simulated camera of ``lptem sim``), shows a live
+view from the ``track`` topic, then stops the daemon and scores its record: frames, latency, centroid
+error per particle, identity switches, and D and α from each trajectory's MSD against the truth.
 """
 
 from __future__ import annotations
@@ -12,162 +13,249 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from clients.daemon_process import DaemonProcess
-from clients.progress import Progress
+from clients.demo_view import LiveView
 from clients.sender import FrameSender
-from clients.subscriber import Received, Subscriber
-from engine.scoring import score_tracks
-from engine.synthetic import BlobMovie, BlobMovieConfig
-from service.record import read_record
+from clients.simcam import SimulatedCamera, motion_from_physical, truth_table
+from clients.subscriber import Subscriber
+from engine.msd import fit_power_law, msd, positions_by_frame
+from engine.scoring import Contact, ObjectScore, score_tracks
+from engine.sim.optics import Stack
+from engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
+from service.record import Record, read_record
 
 log = logging.getLogger("lptem.demo")
+CONTACT = 1.25
+"""Particles closer than this many diameters count as touching (a switch there is an overlap switch)."""
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="movie length, s (default %(default)s)")
     parser.add_argument("--fps", type=float, default=50.0, help="camera frame rate (default %(default)s)")
     parser.add_argument("--particles", type=int, default=4, help="number of particles (default %(default)s)")
+    parser.add_argument(
+        "--width-nm", type=float, default=20.0, help="gold sphere diameter, nm (default %(default)s)"
+    )
+    parser.add_argument(
+        "--liquid-nm", type=float, default=50.0, help="liquid thickness, nm (default %(default)s)"
+    )
+    parser.add_argument(
+        "--diffusion",
+        type=float,
+        default=56.0,
+        metavar="D",
+        help="diffusion coefficient, nm²/s (default %(default)s)",
+    )
     parser.add_argument("--size", type=int, default=1024, help="frame side, px (default %(default)s)")
-    parser.add_argument("--pixel-size-nm", type=float, default=0.5, help="pixel size (default %(default)s)")
+    parser.add_argument("--pixel-size-nm", type=float, default=0.25, help="nm/px (default %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     parser.add_argument("--out", type=Path, help="output folder (default ./lptem-demo-<date>-<time>)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
 
-class _Collector:
-    """Collects client-side latencies from the ``track`` topic while the demo runs."""
-
-    def __init__(self) -> None:
-        self.latencies_s: list[float] = []
-        self.frames = 0
-        self.objects = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, received: Received) -> None:
-        with self._lock:
-            self.latencies_s.append(received.latency().total_s)
-            self.frames += 1
-            self.objects = sum(o.visible for o in received.message.objects)
-
-    def snapshot(self) -> tuple[int, int, float | None]:
-        with self._lock:
-            p50 = float(np.median(self.latencies_s[-200:])) * 1e3 if self.latencies_s else None
-            return self.frames, self.objects, p50
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    out = args.out or Path(time.strftime("lptem-demo-%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
-    n_frames = max(1, round(args.seconds * args.fps))
-    config = BlobMovieConfig(
-        shape=(args.size, args.size), n_blobs=args.particles, motion="brownian", step_px=1.5, seed=args.seed
+def simulator_for(args: argparse.Namespace) -> Simulator:
+    dose = 22.5 / (args.pixel_size_nm * 10) ** 2 * args.fps  # keeps N0 = 22.5 e-/px as calibrated
+    config = SimConfig(
+        shape=(args.size, args.size),
+        pixel_size_nm=args.pixel_size_nm,
+        fps=args.fps,
+        stack=Stack(liquid_thickness_nm=args.liquid_nm, dose_rate=dose),
+        particles=Particles(count=args.particles, width_nm=args.width_nm),
+        motion=motion_from_physical("brownian", args.diffusion, 1.0, args.pixel_size_nm, args.fps),
     )
-    movie = BlobMovie(config, n_frames)
-    print(
-        f"lptem demo: {args.particles} particles, {args.size}x{args.size} uint16, {n_frames} frames "
-        f"at {args.fps:g} fps, results in {out}/"
-    )
-    serve_args = [
+    return Simulator(config, seed=args.seed)
+
+
+def engine_arguments(args: argparse.Namespace, record: Path) -> list[str]:
+    radius = args.width_nm / args.pixel_size_nm / 2
+    return [
         "--engine",
         "classical",
         "--auto-detect",
         "--record",
-        str(out / "record"),
+        str(record),
         "--pixel-size-nm",
         str(args.pixel_size_nm),
+        "-E",
+        f"particle_radius_px={radius:.1f}",
+        "-E",
+        f"smoothing_px={0.3 * radius:.1f}",
     ]
-    collector = _Collector()
-    with DaemonProcess(*serve_args, log_file=out / "daemon.log") as daemon:
+
+
+class _Truth:
+    """Collects ground truth from the simulated camera (positions are NaN when out of view).
+
+    A particle is *clean* in a frame when it is wholly in view and no other particle lies within
+    ``contact_px``: its centroid error is then the tracker's alone.
+    """
+
+    def __init__(self, contact_px: float) -> None:
+        self.contact_px = contact_px
+        self.positions: list[npt.NDArray[np.float64]] = []
+        self.clean: list[npt.NDArray[np.bool_]] = []
+        self.tables: list[pd.DataFrame] = []
+        self.last: SimFrame | None = None
+
+    def __call__(self, frame: SimFrame) -> None:
+        t = frame.truth
+        xy = np.column_stack([t.x, t.y])
+        self.positions.append(np.where(t.visible[:, None], xy, np.nan))
+        distance = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+        np.fill_diagonal(distance, np.inf)
+        self.clean.append(
+            (t.inside_fraction >= 0.999) & (distance.min(axis=1, initial=np.inf) > self.contact_px)
+        )
+        self.tables.append(truth_table(frame))
+        self.last = frame
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    demo = Demo(args, args.out or Path(time.strftime("lptem-demo-%Y%m%d-%H%M%S")))
+    print(demo.describe())
+    with DaemonProcess(
+        *engine_arguments(args, demo.out / "record"), log_file=demo.out / "daemon.log"
+    ) as daemon:
         with Subscriber(daemon.publish) as subscriber:
-            subscriber.on("track", collector)
+            subscriber.on("track", demo.view.on_track)
+            subscriber.wait_connected(10.0)
             subscriber.start()
-            time.sleep(0.3)  # let the subscription reach the daemon before the first frame
-            _stream(movie, daemon.ingest, args.fps, args.pixel_size_nm, collector)
-            _wait_for_results(collector, n_frames)
+            demo.stream(daemon.ingest)
+            demo.wait_for_results()
         exit_code = daemon.stop()
-    report = _report(out, movie, collector, args, exit_code)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    _truth_table(movie).to_csv(out / "truth.csv", index=False)
-    print(_format_report(report))
+    report = demo.report(read_record(demo.out / "record"), exit_code)
+    print(format_report(report))
     return 0 if exit_code == 0 else 1
 
 
-def _stream(movie: BlobMovie, endpoint: str, fps: float, pixel_size_nm: float, collector: _Collector) -> None:
-    progress = Progress(movie.n_frames, "sent")
-    t0 = time.perf_counter()
-    with FrameSender(endpoint, pixel_size_nm=pixel_size_nm) as camera:
-        for i, frame in movie.frames():
-            wait = t0 + i / fps - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            camera.send(frame)
-            done, objects, p50 = collector.snapshot()
-            note = f"processed {done}  objects {objects}  latency p50 " + (f"{p50:.1f} ms" if p50 else "-")
-            progress.update(i + 1, note)
-    progress.close()
+class Demo:
+    """One demo run: the simulator, the ground truth it produced, the live view, the output folder."""
 
+    def __init__(self, args: argparse.Namespace, out: Path) -> None:
+        self.args = args
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.n_frames = max(1, round(args.seconds * args.fps))
+        self.simulator = simulator_for(args)
+        self.truth = _Truth(contact_px=CONTACT * args.width_nm / args.pixel_size_nm)
+        self.view = LiveView(args.pixel_size_nm, 1.0 / args.fps)
 
-def _wait_for_results(collector: _Collector, n_frames: int, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = -1
-    while time.monotonic() < deadline:
-        done = collector.snapshot()[0]
-        if done >= n_frames or done == last:  # everything arrived, or nothing more is coming
-            return
-        last = done
-        time.sleep(0.5)
+    def describe(self) -> str:
+        a = self.args
+        return (
+            f"lptem demo: {a.particles} gold particles of {a.width_nm:g} nm in {a.liquid_nm:g} nm of liquid,"
+            f" {a.size}x{a.size} px at {a.pixel_size_nm:g} nm/px, {self.n_frames} frames at {a.fps:g} fps;"
+            f" results in {self.out}/"
+        )
 
+    def stream(self, endpoint: str) -> None:
+        """Run the simulated camera at its frame rate while the live view redraws."""
+        stop = threading.Event()
+        series = f"demo-{self.args.seed}"
+        with FrameSender(endpoint, pixel_size_nm=self.args.pixel_size_nm, series=series) as sender:
+            camera = SimulatedCamera(self.simulator, sender, self.args.fps)
+            ticker = threading.Thread(target=self.view.run, args=(stop, self.n_frames), daemon=True)
+            ticker.start()
+            camera.run(self.n_frames, stop, on_frame=self._on_frame)
+            stop.set()
+            ticker.join()
 
-def _report(
-    out: Path, movie: BlobMovie, collector: _Collector, args: argparse.Namespace, exit_code: int
-) -> dict[str, Any]:
-    record = read_record(out / "record")
-    seen = record.tracks[record.tracks["visible"]]
-    scores = score_tracks(
-        seen["frame"].to_numpy(),
-        seen["particle"].to_numpy(),
-        seen[["x", "y"]].to_numpy(),
-        movie.positions,
-        max_distance_px=3 * movie.config.radius_px,
-    )
-    latencies = np.array(collector.latencies_s) * 1e3
-    dropped = int(record.frames["dropped_total"].max()) if len(record.frames) else 0
-    return {
-        "frames_sent": movie.n_frames,
-        "frames_processed": len(record.frames),
-        "frames_dropped": dropped,
-        "frames_lost_other": movie.n_frames - len(record.frames) - dropped,
-        "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies.size else None,
-        "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
-        "pixel_size_nm": args.pixel_size_nm,
-        "particles_true": movie.config.n_blobs,
-        "objects_tracked": len(scores),
-        "objects": [{**asdict(s), "rmse_nm": s.rmse_px * args.pixel_size_nm} for s in scores],
-        "identity_switches": sum(s.identity_switches for s in scores),
-        "daemon_exit_code": exit_code,
-        "record": str(out / "record"),
-    }
+    def _on_frame(self, frame: SimFrame) -> None:
+        self.truth(frame)
+        self.view.sent()
 
+    def wait_for_results(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        last = -1
+        while time.monotonic() < deadline:
+            done = self.view.frames_received
+            if done >= self.n_frames or done == last:  # everything arrived, or nothing more is coming
+                return
+            last = done
+            time.sleep(0.5)
 
-def _truth_table(movie: BlobMovie) -> pd.DataFrame:
-    n, k, _ = movie.positions.shape
-    return pd.DataFrame(
-        {
-            "frame": np.repeat(np.arange(n), k),
-            "particle": np.tile(np.arange(k), n),
-            "x": movie.positions[:, :, 0].ravel(),
-            "y": movie.positions[:, :, 1].ravel(),
+    def report(self, record: Record, exit_code: int) -> dict[str, Any]:
+        """Score the record, write report.json, truth.csv and the figures; return the report."""
+        report = self._score(record, exit_code)
+        pd.concat(self.truth.tables, ignore_index=True).to_csv(self.out / "truth.csv", index=False)
+        if not self.args.no_figures:
+            from clients.demo_figures import write_figures  # noqa: PLC0415 - matplotlib only when needed
+
+            positions = np.array(self.truth.positions)
+            report["figures"] = write_figures(self.out, record, positions, self.truth.last, report)
+        (self.out / "report.json").write_text(json.dumps(report, indent=1))
+        return report
+
+    def _score(self, record: Record, exit_code: int) -> dict[str, Any]:
+        args = self.args
+        seen = record.tracks[record.tracks["visible"]]
+        scores = score_tracks(
+            seen["frame"].to_numpy(),
+            seen["particle"].to_numpy(),
+            seen[["x", "y"]].to_numpy(),
+            np.array(self.truth.positions),
+            max_distance_px=args.width_nm / args.pixel_size_nm / 2,
+            contact=Contact(self.truth.contact_px),
+            clean=np.array(self.truth.clean),
+        )
+        derived = self.simulator.metadata()["derived"]
+        objects = [self._object_entry(s, seen[seen["particle"] == s.id]) for s in scores]
+        latencies = np.array(self.view.latencies_s) * 1e3
+        dropped = int(record.frames["dropped_total"].max()) if len(record.frames) else 0
+        sent = len(self.truth.positions)
+        return {
+            "frames_sent": sent,
+            "frames_processed": len(record.frames),
+            "frames_dropped": dropped,
+            "frames_lost_other": sent - len(record.frames) - dropped,
+            "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies.size else None,
+            "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
+            "pixel_size_nm": args.pixel_size_nm,
+            "liquid_nm": args.liquid_nm,
+            "particle_width_nm": args.width_nm,
+            "particles_true": args.particles,
+            "D_true_nm2_per_s": derived["diffusion_nm2_per_s_alpha"],
+            "alpha_true": derived["alpha"],
+            "objects_tracked": len(objects),
+            "objects": objects,
+            "identity_switches": sum(o["identity_switches"] for o in objects),
+            "switches_separated": sum(o["switches_separated"] for o in objects),
+            "daemon_exit_code": exit_code,
+            "record": str(self.out / "record"),
+            "simulator": self.simulator.metadata(),
         }
-    )
+
+    def _object_entry(self, s: ObjectScore, rows: pd.DataFrame) -> dict[str, Any]:
+        pixel = self.args.pixel_size_nm
+        _, dense = positions_by_frame(rows["frame"], rows[["x", "y"]].to_numpy() * pixel)
+        fit = fit_power_law(msd(dense, 20), 1.0 / self.args.fps)
+        return {
+            "id": s.id,
+            "truth": s.truth,
+            "frames": s.frames,
+            "matched_frames": s.matched_frames,
+            "rmse_px": s.rmse_px,
+            "rmse_nm": s.rmse_px * pixel,
+            "max_error_px": s.max_error_px,
+            "clean_frames": s.clean_frames,
+            "rmse_clean_px": s.rmse_clean_px,
+            "identity_switches": s.identity_switches,
+            "switches_separated": s.switches_separated,
+            "D_nm2_per_s": fit.diffusion,
+            "alpha": fit.alpha,
+            "fit_lags": fit.lags_used,
+            "fit_note": fit.reason,
+        }
 
 
-def _format_report(r: dict[str, Any]) -> str:
+def format_report(r: dict[str, Any]) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f} ms"
 
@@ -178,13 +266,20 @@ def _format_report(r: dict[str, Any]) -> str:
         f"  dropped {r['frames_dropped']}  lost otherwise {r['frames_lost_other']}",
         f"latency    camera->subscriber p50 {ms(r['latency_ms_p50'])}  p99 {ms(r['latency_ms_p99'])}",
         f"objects    {r['objects_tracked']} tracked for {r['particles_true']} true particles;"
-        f" identity switches {r['identity_switches']}",
-        f"{'id':>4} {'truth':>6} {'frames':>7} {'RMSE/px':>8} {'RMSE/nm':>8} {'max/px':>7} {'switches':>8}",
+        f" identity switches {r['identity_switches']}"
+        f" ({r['switches_separated']} while the particles were apart)",
+        f"diffusion  true D {r['D_true_nm2_per_s']:.1f} nm²/s, alpha {r['alpha_true']:g}",
+        "RMSE over all matched frames, and over clean ones (wholly in view, touching no other particle)",
+        f"{'id':>4} {'truth':>6} {'frames':>7} {'RMSE/px':>8} {'RMSE/nm':>8} {'clean/px':>9} {'max/px':>7}"
+        f" {'switches':>8} {'D/(nm²/s)':>10} {'alpha':>6}",
     ]
     for o in r["objects"]:
         lines.append(
             f"{o['id']:>4} {o['truth']:>6} {o['frames']:>7} {o['rmse_px']:8.3f} {o['rmse_nm']:8.3f} "
-            f"{o['max_error_px']:7.2f} {o['identity_switches']:>8}"
+            f"{o['rmse_clean_px']:9.3f} {o['max_error_px']:7.2f} {o['identity_switches']:>8}"
+            f" {o['D_nm2_per_s']:10.1f} {o['alpha']:6.2f}"
         )
     lines.append(f"record and exports: {r['record']}/")
+    if r.get("figures"):
+        lines.append("figures: " + ", ".join(r["figures"]))
     return "\n".join(lines)

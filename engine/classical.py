@@ -32,6 +32,12 @@ class ClassicalConfig(DetectorConfig):
 
     gate_px: float = 40.0
     """Largest distance an object may move between two processed frames."""
+    track_sigma: float = 3.5
+    """An object that finds no detection is searched for within its (base) gate down to this
+    significance (noise s.d.), below the detection threshold ``min_peak_sigma``."""
+    gate_growth_cap: float = 3.0
+    """A lost object's gate grows like sqrt(1 + frames missing), diffusively, up to this multiple, so
+    it can re-capture its particle after a short occlusion or a merge instead of losing its id."""
     forget_after: int = 100
     """Frames an auto-detected object may go undetected before it is dropped."""
     auto_detect: bool = False
@@ -42,8 +48,8 @@ class ClassicalConfig(DetectorConfig):
 
     def __post_init__(self) -> None:
         DetectorConfig.__post_init__(self)
-        if self.gate_px <= 0 or self.forget_after < 0 or self.confirm_frames < 1:
-            raise ValueError("need gate_px > 0, forget_after >= 0 and confirm_frames >= 1")
+        if self.gate_px <= 0 or self.forget_after < 0 or self.confirm_frames < 1 or self.gate_growth_cap < 1:
+            raise ValueError("need gate_px > 0, forget_after >= 0, confirm_frames >= 1, gate_growth_cap >= 1")
 
 
 @dataclass(slots=True)
@@ -124,26 +130,37 @@ class ClassicalTracker:
         found = self.detector.detect(frame)
         tracks = list(self._tracks.values())
         pairs = self._associate(tracks, found)
-        claimed = {j for _, j in pairs}
-        owner = {j: tracks[i].id for i, j in pairs}
-        for i, j in pairs:
-            self._update(tracks[i], found.detections[j])
-        for i in set(range(len(tracks))) - {i for i, _ in pairs}:
-            self._mark_missing(tracks[i])
+        held = [(found.detections[j], tracks[i]) for i, j in pairs]  # what each object holds this frame
+        for det, track in held:
+            self._update(track, det)
+        for i in sorted(set(range(len(tracks))) - {i for i, _ in pairs}):
+            near = self._search_near(tracks[i], found, [d for d, _ in held])
+            if near is None:
+                self._mark_missing(tracks[i])
+            else:
+                self._update(tracks[i], near)
+                held.append((near, tracks[i]))
         removed = self._forget_lost()
-        added: list[int] = []
-        if self._auto_detect:
-            free = [
-                j
-                for j, det in enumerate(found.detections)
-                if j not in claimed and not self._near_visible_object(det)
-            ]
-            for j in self._confirm_candidates([found.detections[j] for j in free]):
-                owner[free[j]] = self._adopt(found.detections[free[j]])
-                added.append(owner[free[j]])
+        added = self._adopt_newcomers(found, {j for _, j in pairs}, held) if self._auto_detect else []
         objects = tuple(t.last for t in sorted(self._tracks.values(), key=lambda t: t.id) if t.last)
-        labels = _paint(frame.shape, found.detections, owner) if want_labels else None
+        labels = _paint(frame.shape, [(d, t.id) for d, t in held]) if want_labels else None
         return StepResult(objects, labels, tuple(added), tuple(removed))
+
+    def _adopt_newcomers(
+        self, found: DetectionSet, claimed: set[int], held: list[tuple[Detection, _Track]]
+    ) -> list[int]:
+        """Confirmed candidates among unclaimed detections become new objects (auto-detect)."""
+        free = [
+            det
+            for j, det in enumerate(found.detections)
+            if j not in claimed and not self._near_visible_object(det)
+        ]
+        added = []
+        for j in self._confirm_candidates(free):
+            track = self._adopt(free[j])
+            held.append((free[j], track))
+            added.append(track.id)
+        return added
 
     def _associate(self, tracks: list[_Track], found: DetectionSet) -> list[tuple[int, int]]:
         dets = found.detections
@@ -158,6 +175,8 @@ class ClassicalTracker:
             else:
                 assert track.last is not None  # a track without a pending prompt has been seen
                 refs[i] = (track.last.x, track.last.y)
+                growth = min(np.sqrt(1.0 + track.frames_missing), self.config.gate_growth_cap)
+                gates[i] = self.config.gate_px * growth
         return gated_assignment(refs, det_xy, gates, allowed)
 
     def _prompt_gate(
@@ -177,6 +196,26 @@ class ClassicalTracker:
             if not p.positive:
                 allowed &= np.array([not d.contains(p.x, p.y) for d in dets], dtype=bool)
         return gate, allowed
+
+    def _search_near(self, track: _Track, found: DetectionSet, taken: list[Detection]) -> Detection | None:
+        """A weaker detection near a known object's last position (or inside its pending prompt),
+        unless an object holds it already."""
+        if track.pending is not None:
+            x, y = track.pending.anchor()
+            reach = self._prompt_gate(track.pending, ())[0]
+        elif track.last is not None:
+            x, y, reach = track.last.x, track.last.y, self.config.gate_px
+        else:
+            return None
+        near = self.detector.detect_near(found, x, y, reach, self.config.track_sigma)
+        if near is None or (
+            track.pending is not None and not self._prompt_gate(track.pending, (near,))[1][0]
+        ):
+            return None
+        m, limit = near.measurement, 2 * self.config.particle_radius_px
+        if any(np.hypot(d.measurement.x - m.x, d.measurement.y - m.y) < limit for d in taken):
+            return None
+        return near
 
     def _update(self, track: _Track, det: Detection) -> None:
         m = det.measurement
@@ -235,18 +274,16 @@ class ClassicalTracker:
         ]
         return confirmed
 
-    def _adopt(self, det: Detection) -> int:
+    def _adopt(self, det: Detection) -> _Track:
         track = _Track(self._ids.allocate(self._tracks), "auto")
         self._tracks[track.id] = track
         self._update(track, det)
-        return track.id
+        return track
 
 
-def _paint(
-    shape: tuple[int, ...], detections: tuple[Detection, ...], owner: dict[int, int]
-) -> npt.NDArray[np.uint16]:
-    """Instance label map: each owned detection's mask painted with its object id."""
+def _paint(shape: tuple[int, ...], held: list[tuple[Detection, int]]) -> npt.NDArray[np.uint16]:
+    """Instance label map: each held detection's mask painted with its object id."""
     labels = np.zeros(shape[:2], dtype=np.uint16)
-    for j, obj_id in owner.items():
-        detections[j].paint(labels, obj_id)
+    for det, obj_id in held:
+        det.paint(labels, obj_id)
     return labels

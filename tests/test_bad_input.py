@@ -52,10 +52,22 @@ def malformed(kind, last_good):
 
 
 KINDS = [
-    "three parts", "header only", "garbage header", "header not a map", "missing t_ns", "missing shape",
-    "wrong version", "unknown type", "unknown dtype", "absurd shape", "wrong byte count",
-    "negative frame", "repeated frame", "earlier frame", "nan pixels",
-]  # fmt: skip
+    "three parts",
+    "header only",
+    "garbage header",
+    "header not a map",
+    "missing t_ns",
+    "missing shape",
+    "wrong version",
+    "unknown type",
+    "unknown dtype",
+    "absurd shape",
+    "wrong byte count",
+    "negative frame",
+    "repeated frame",
+    "earlier frame",
+    "nan pixels",
+]
 
 
 def test_malformed_frames_are_counted_by_reason_and_good_frames_all_processed():

@@ -177,3 +177,37 @@ def test_border_noise_factor_matches_opencv_on_white_noise():
     factor = border_noise_factor(19, 3)
     np.testing.assert_allclose(std_by_column[: len(factor)] / std_by_column[32], factor, rtol=0.04)
     np.testing.assert_allclose(std_by_column[::-1][: len(factor)] / std_by_column[32], factor, rtol=0.04)
+
+
+def test_a_lost_object_recaptures_its_particle_within_its_growing_gate():
+    m = movie(1, n_blobs=1)
+    tracker = ClassicalTracker(config(gate_px=20.0, gate_growth_cap=3.0))
+    obj = tracker.add_object(Prompt(box=m.box(0, 0)))
+    tracker.step(m.frame(0))
+    empty = np.full((256, 256), 1000, dtype=np.uint16)
+    for _ in range(3):  # lost for 3 frames: the gate grows to 20 * sqrt(4) = 40 px
+        (o,) = tracker.step(empty).objects
+        assert not o.visible
+    x, y = m.positions[0, 0]
+    moved = BlobMovie(BlobMovieConfig(shape=(256, 256), n_blobs=1, radius_px=6.0), 1)
+    moved.positions[0, 0] = (x + 30.0, y)  # beyond the base gate, inside the grown one
+    (o,) = tracker.step(moved.frame(0)).objects
+    assert (o.id, o.visible) == (obj, True)
+    assert o.x == pytest.approx(x + 30.0, abs=0.5)
+
+
+def test_a_known_object_is_followed_below_the_detection_threshold():
+    m = movie(30, n_blobs=2)
+    # min_peak_sigma so high that the frame-wide pass detects nothing: the prompt is captured and
+    # then followed only by the search near the object (track_sigma), and nothing new is adopted.
+    tracker = ClassicalTracker(
+        config(min_peak_sigma=1e6, track_sigma=3.0, auto_detect=True, confirm_frames=1)
+    )
+    tracker.add_object(Prompt(box=m.box(0, 0)), 1)
+    for i in range(30):
+        result = tracker.step(m.frame(i), want_labels=True)
+        (o,) = result.objects
+        assert o.visible
+        assert np.hypot(o.x - m.positions[i, 0, 0], o.y - m.positions[i, 0, 1]) < 0.5
+        assert result.labels is not None
+        assert (result.labels == 1).any()

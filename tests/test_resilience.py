@@ -75,8 +75,13 @@ def test_sigterm_finishes_flushes_exports_and_exits_zero(tmp_path):
             assert wait_until(lambda: control.status().frames_processed == 8)
         assert daemon.stop() == 0
         assert "received SIGTERM" in daemon.log_text()
-    for name in ("trajectories.parquet", "trajectories.csv", "trajectories_trackpy.csv", "session.json",
-                 "frames.parquet"):  # fmt: skip
+    for name in (
+        "trajectories.parquet",
+        "trajectories.csv",
+        "trajectories_trackpy.csv",
+        "session.json",
+        "frames.parquet",
+    ):
         assert (record / name).exists(), name
     rec = read_record(record)
     assert list(rec.frames["frame"]) == list(range(8))

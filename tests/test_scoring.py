@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.scoring import score_tracks
+from engine.scoring import Contact, score_tracks
 
 # Two particles moving right; truth (frames, particles, 2).
 TRUTH = np.array([[[10.0 + f, 10.0], [50.0 + f, 50.0]] for f in range(6)])
@@ -23,6 +23,7 @@ def test_perfect_tracks_score_zero_error_and_no_switches():
         (1, 0, 6, 6, 0),
         (2, 1, 6, 6, 0),
     ]
+    assert all(s.switches_separated == 0 for s in scores)
     assert all(s.rmse_px == 0.0 for s in scores)
 
 
@@ -30,10 +31,24 @@ def test_offsets_give_the_rmse_and_a_swap_counts_switches():
     entries = [(f, 1, TRUTH[f, 0, 0] + 0.3, TRUTH[f, 0, 1] - 0.4) for f in range(6)]  # 0.5 px off
     swapped = [(f, 2, *TRUTH[f, 1 if f < 3 else 0]) for f in range(6)]  # jumps to particle 0 at f=3
     entries = entries[:3] + swapped
-    scores = {s.id: s for s in score_tracks(*rows(entries), TRUTH, max_distance_px=5)}
+    scores = {
+        s.id: s for s in score_tracks(*rows(entries), TRUTH, max_distance_px=5, contact=Contact(20.0, 2))
+    }
     assert scores[1].rmse_px == pytest.approx(0.5)
     assert scores[2].identity_switches == 1
+    assert scores[2].switches_separated == 1  # the particles were 57 px apart: a tracker error
     assert scores[2].matched_frames == 3
+    touching = score_tracks(*rows(entries), TRUTH, max_distance_px=5, contact=Contact(100.0, 2))
+    assert touching[1].switches_separated == 0  # within contact: a switch in an overlap
+
+
+def test_clean_frames_give_a_separate_rmse():
+    entries = [(f, 1, TRUTH[f, 0, 0] + (3.0 if f == 5 else 0.0), TRUTH[f, 0, 1]) for f in range(6)]
+    clean = np.ones((6, 2), dtype=bool)
+    clean[5, 0] = False  # e.g. the particle is cut by the frame edge in the last frame
+    (score,) = score_tracks(*rows(entries), TRUTH, max_distance_px=5, clean=clean)
+    assert score.rmse_px == pytest.approx(np.sqrt(9 / 6))
+    assert (score.clean_frames, score.rmse_clean_px) == (5, 0.0)
 
 
 def test_detections_far_from_any_particle_are_unmatched():

@@ -1,0 +1,1 @@
+"""LPTEM movie simulator with exact ground truth (pure compute, no sockets)."""

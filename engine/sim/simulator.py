@@ -1,0 +1,401 @@
+"""The LPTEM movie simulator: particles moving in a liquid cell, imaged frame by frame, with ground truth.
+
+Particles live in a periodic *world* that extends the field of view by ``margin_px`` on every side, so
+they leave and re-enter the field. The field of view can be moved (a stage move) and the dose changed
+while the simulation runs. Everything random comes from one seeded generator: the same configuration
+and seed give the same frames and truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from engine.sim.motion import Displacements, Motion
+from engine.sim.optics import F32, NoiseBank, Stack, apply_mtf, mtf_grid, noise_std_factor, psf_kernel
+from engine.sim.shapes import Footprint, Shape, ShapeKind, footprint_area_px, render
+
+OutputDtype = Literal["uint8", "uint16", "float32"]
+SHAPE_KINDS: tuple[ShapeKind, ...] = ("sphere", "rod", "cube")
+
+
+@dataclass(frozen=True, slots=True)
+class Particles:
+    count: int = 4
+    shape: ShapeKind | Literal["mixed"] = "sphere"
+    width_nm: float = 9.3
+    """Sphere diameter, rod diameter, cube edge. The default gold sphere (37 px, mean projected
+    thickness 6.2 nm) is calibrated to SAM-EM's example clip: CNR 0.98 at 5 nm of liquid, 0.53 at
+    160 nm (tests/test_sim.py, docs/simulator.md)."""
+    rod_aspect: float = 2.5
+    """Rod length / diameter (100 x 40 px rods have 2.5)."""
+    dispersity: float = 0.1
+    """Relative s.d. of the size."""
+    mfp_nm: float = 70.0
+    """Electron mean free path in the particle (gold: about 70 nm)."""
+    mfp_range_nm: tuple[float, float] | None = None
+    """Draw each particle's mean free path uniformly from this range instead (e.g. (20, 85))."""
+    start_in_view: bool = True
+    """Place all particles inside the field of view at the start (else anywhere in the world)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    shape: tuple[int, int] = (1024, 1024)
+    """Frame (rows, cols), px."""
+    pixel_size_nm: float = 0.25
+    """With the default dose rate and frame rate: N0 = 22.5 e-/px; a 10 nm particle is 40 px wide."""
+    fps: float = 50.0
+    dtype: OutputDtype = "uint8"
+    stack: Stack = field(default_factory=Stack)
+    particles: Particles = field(default_factory=Particles)
+    motion: Motion = field(default_factory=Motion)
+    margin_px: int = 64
+    """Hidden border of the world around the field of view."""
+    collisions: bool = True
+    """Particles push each other apart (as discs of their bounding radius) instead of overlapping."""
+    noise: Literal["fast", "exact"] = "fast"
+    psf_radius_px: int = 32
+    """Fast renderer: support of the PSF core applied around particles (see optics.psf_kernel)."""
+    uint16_gain: float = 100.0
+    """uint16 output: DN per electron."""
+    uint16_offset: float = 100.0
+    uint8_sigma_dn: float = 32.0
+    """uint8 output: the background is mapped to 128 DN with this noise s.d. (like a normalised JPEG)."""
+
+    @property
+    def frame_time_s(self) -> float:
+        return 1.0 / self.fps
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTruth:
+    """Ground truth for one frame. Arrays are per particle (index k has label k + 1)."""
+
+    x: npt.NDArray[np.float64]
+    """Centre, px, frame coordinates (x = column, y = row); may lie outside the frame."""
+    y: npt.NDArray[np.float64]
+    theta_deg: npt.NDArray[np.float64]
+    """Long-axis angle in (-90, 90], from +x towards +y (engine.measure's convention)."""
+    area_px: npt.NDArray[np.float64]
+    """Footprint area inside the frame, px^2 (before occlusion by other particles)."""
+    visible: npt.NDArray[np.bool_]
+    """The centre lies inside the frame."""
+    inside_fraction: npt.NDArray[np.float64]
+    """Share of the footprint inside the frame (1: wholly in view)."""
+    unwrapped: npt.NDArray[np.float64]
+    """(n, 2) world positions without periodic wrapping, px: for MSD ground truth."""
+    labels: npt.NDArray[np.uint16] | None = None
+    """Instance label map (particle k -> k + 1; the particle nearer the detector wins overlaps)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimFrame:
+    index: int
+    t_s: float
+    image: npt.NDArray[Any]
+    truth: FrameTruth
+
+
+class Simulator:
+    def __init__(self, config: SimConfig | None = None, seed: int = 0) -> None:
+        self.config = config or SimConfig()
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        c = self.config
+        rows, cols = c.shape
+        self.world = (rows + 2 * c.margin_px, cols + 2 * c.margin_px)
+        self.fov_origin = np.array([float(c.margin_px), float(c.margin_px)])  # (x, y) in the world
+        self.stack = c.stack
+        self.shapes, self.mfp_nm, self.depth_nm = self._draw_particles()
+        self.angles = self.rng.uniform(-90.0, 90.0, len(self.shapes))
+        self.unwrapped = self._place_particles()
+        self.steps = Displacements(c.motion, len(self.shapes), self.rng)
+        self.index = 0
+        self._psf = psf_kernel(c.psf_radius_px)
+        self._noise = NoiseBank(c.shape, self.rng) if c.noise == "fast" else None
+        self._mtf = mtf_grid(c.shape) if c.noise == "exact" else None
+
+    # ------------------------------------------------------------------ setup
+    def _draw_particles(self) -> tuple[list[Shape], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        p, c = self.config.particles, self.config
+        n = p.count
+        kinds = self.rng.choice(SHAPE_KINDS, n) if p.shape == "mixed" else np.full(n, p.shape)
+        widths = p.width_nm * np.clip(1 + p.dispersity * self.rng.standard_normal(n), 0.3, None)
+        shapes = [
+            Shape(str(k), w / c.pixel_size_nm, w * (p.rod_aspect if k == "rod" else 1.0) / c.pixel_size_nm)  # type: ignore[arg-type]
+            for k, w in zip(kinds, widths, strict=True)
+        ]
+        lo, hi = p.mfp_range_nm or (p.mfp_nm, p.mfp_nm)
+        mfp = self.rng.uniform(lo, hi, n)
+        depth = self.rng.uniform(0.0, c.stack.liquid_thickness_nm, n)
+        return shapes, mfp, depth
+
+    def _place_particles(self) -> npt.NDArray[np.float64]:
+        """Random positions, far enough apart not to touch (rejection sampling)."""
+        c = self.config
+        rows, cols = c.shape
+        radii = np.array([s.bounding_radius_px for s in self.shapes])
+        if not len(radii):
+            return np.zeros((0, 2))
+        if c.particles.start_in_view:
+            lo = self.fov_origin + radii.max()
+            hi = self.fov_origin + np.array([cols, rows]) - radii.max()
+        else:
+            lo, hi = np.zeros(2), np.array([self.world[1], self.world[0]], dtype=float)
+        placed: list[npt.NDArray[np.float64]] = []
+        for k in range(len(self.shapes)):
+            for _ in range(10000):
+                p = self.rng.uniform(lo, hi)
+                if all(np.hypot(*(p - q)) > 1.2 * (radii[k] + radii[j]) for j, q in enumerate(placed)):
+                    placed.append(p)
+                    break
+            else:
+                raise ValueError(f"cannot place {len(self.shapes)} particles without contact in this frame")
+        return np.array(placed).reshape(-1, 2)
+
+    # ------------------------------------------------------------------ control (a stage and a beam)
+    def move_stage(self, dx_px: float, dy_px: float) -> None:
+        """Shift the field of view by (dx, dy) px: particles appear to move by (-dx, -dy)."""
+        self.fov_origin += (dx_px, dy_px)
+
+    def set_dose_rate(self, dose_rate: float) -> None:
+        """Change the beam's dose rate (e-/Å^2/s) from the next frame on."""
+        self.stack = dataclasses.replace(self.stack, dose_rate=dose_rate)
+
+    # ------------------------------------------------------------------ frames
+    def next(self, *, want_labels: bool = False) -> SimFrame:
+        """Advance one frame (the first call returns the initial state) and image it."""
+        if self.index > 0:
+            self._move()
+        xy = self._frame_positions()
+        footprints = [render(s, x, y, a) for s, (x, y), a in zip(self.shapes, xy, self.angles, strict=True)]
+        image = self._image(footprints)
+        truth = self._truth(xy, footprints, want_labels)
+        frame = SimFrame(self.index, self.index * self.config.frame_time_s, image, truth)
+        self.index += 1
+        return frame
+
+    def _move(self) -> None:
+        steps, turns = self.steps.next()
+        self.unwrapped = self.unwrapped + steps
+        self.angles = self.angles + turns
+        if self.config.collisions and len(self.shapes) > 1:
+            self.unwrapped = _separate(self.unwrapped, np.array([s.bounding_radius_px for s in self.shapes]))
+
+    def _frame_positions(self) -> npt.NDArray[np.float64]:
+        """Particle centres in frame coordinates, wrapped into [-margin, size + margin)."""
+        m = self.config.margin_px
+        size = np.array([self.world[1], self.world[0]], dtype=float)
+        wrapped: npt.NDArray[np.float64] = np.mod(self.unwrapped - self.fov_origin + m, size) - m
+        return wrapped
+
+    def _image(self, footprints: list[Footprint]) -> npt.NDArray[Any]:
+        c = self.config
+        lam_bg = self.stack.background(c.frame_time_s, c.pixel_size_nm)
+        rects = _merge([_expanded(f, c.psf_radius_px, c.shape) for f in footprints if _touches(f, c.shape)])
+        scale, offset = self._output_scale(lam_bg)
+        if self._noise is None:
+            image = self._exact(footprints, rects, lam_bg) * np.float32(scale) + np.float32(offset)
+        else:
+            image = self._fast(footprints, rects, lam_bg, self._noise, (scale, offset))
+        return self._quantise(image)
+
+    def _deficit(self, footprints: list[Footprint], rect: tuple[int, int, int, int], lam_bg: float) -> F32:
+        """λ_bg - λ inside ``rect`` (electrons the particles absorb), before the MTF."""
+        r0, r1, c0, c1 = rect
+        p_sum = np.zeros((r1 - r0, c1 - c0), np.float32)  # Σ t_p / λ_p
+        t_sum = np.zeros_like(p_sum)  # Σ t_p, nm
+        pixel = self.config.pixel_size_nm
+        for f, mfp in zip(footprints, self.mfp_nm, strict=True):
+            window = _clip(f, rect)
+            if window is None:
+                continue
+            (fr, fc), (wr, wc) = window
+            t_nm = f.thickness_px[fr, fc] * pixel
+            p_sum[wr, wc] += t_nm / mfp
+            t_sum[wr, wc] += t_nm
+        water = self.stack.water_mfp_nm
+        attenuation = p_sum - np.minimum(t_sum, self.stack.liquid_thickness_nm) / water
+        return (lam_bg * -np.expm1(-attenuation)).astype(np.float32)
+
+    def _fast(
+        self,
+        footprints: list[Footprint],
+        rects: list[tuple[int, int, int, int]],
+        lam_bg: float,
+        bank: NoiseBank,
+        output: tuple[float, float],
+    ) -> F32:
+        """Output-scaled image: ``scale * (mean + sqrt(mean + σ²) G) + offset``, G the MTF-filtered noise."""
+        scale, offset = output
+        read2 = self.stack.read_noise_e**2
+        a = scale * math.sqrt(lam_bg + read2)
+        out = bank.affine(a, scale * lam_bg + offset, self.rng)  # background everywhere
+        for rect in rects:
+            r0, r1, c0, c1 = rect
+            noise = (out[r0:r1, c0:c1] - np.float32(scale * lam_bg + offset)) / np.float32(a)
+            blurred = cv2.filter2D(
+                self._deficit(footprints, rect, lam_bg), -1, self._psf, borderType=cv2.BORDER_CONSTANT
+            )
+            mean = lam_bg - blurred
+            out[r0:r1, c0:c1] = scale * (mean + np.sqrt(np.maximum(mean + read2, 0.0)) * noise) + offset
+        return out
+
+    def _exact(
+        self, footprints: list[Footprint], rects: list[tuple[int, int, int, int]], lam_bg: float
+    ) -> F32:
+        lam = np.full(self.config.shape, lam_bg, dtype=np.float64)
+        for rect in rects:
+            r0, r1, c0, c1 = rect
+            lam[r0:r1, c0:c1] -= self._deficit(footprints, rect, lam_bg)
+        counts = self.rng.poisson(np.maximum(lam, 0.0)) + self.rng.normal(
+            0.0, self.stack.read_noise_e, lam.shape
+        )
+        return apply_mtf(counts, self._mtf)
+
+    def _output_scale(self, lam_bg: float) -> tuple[float, float]:
+        """(DN per electron, DN offset) of the output dtype (float32: electrons)."""
+        c = self.config
+        if c.dtype == "float32":
+            return 1.0, 0.0
+        if c.dtype == "uint16":
+            return c.uint16_gain, c.uint16_offset
+        sigma_bg = math.sqrt(lam_bg + self.stack.read_noise_e**2) * noise_std_factor()
+        scale = c.uint8_sigma_dn / sigma_bg
+        return scale, 128.0 - lam_bg * scale
+
+    def _quantise(self, image: F32) -> npt.NDArray[Any]:
+        dtype = self.config.dtype
+        if dtype == "float32":
+            return image
+        image += np.float32(0.5)  # round half up on truncation
+        np.clip(image, 0, 255 if dtype == "uint8" else 65535, out=image)
+        return image.astype(dtype)
+
+    def _truth(
+        self, xy: npt.NDArray[np.float64], footprints: list[Footprint], want_labels: bool
+    ) -> FrameTruth:
+        rows, cols = self.config.shape
+        area = np.array([_coverage_inside(f, self.config.shape) for f in footprints])
+        total = np.array([float(f.coverage.sum()) for f in footprints])
+        visible = (xy[:, 0] >= -0.5) & (xy[:, 0] < cols - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < rows - 0.5)
+        theta = np.mod(self.angles + 90.0, 180.0) - 90.0
+        theta = np.where(theta <= -90.0, 90.0, theta)
+        labels = self._labels(footprints) if want_labels else None
+        inside = np.divide(area, total, out=np.zeros_like(area), where=total > 0)
+        return FrameTruth(
+            xy[:, 0].copy(), xy[:, 1].copy(), theta, area, visible, inside, self.unwrapped.copy(), labels
+        )
+
+    def _labels(self, footprints: list[Footprint]) -> npt.NDArray[np.uint16]:
+        labels = np.zeros(self.config.shape, np.uint16)
+        full = (0, self.config.shape[0], 0, self.config.shape[1])
+        for k in np.argsort(-self.depth_nm):  # far from the detector first; nearer ones paint over
+            window = _clip(footprints[k], full)
+            if window is not None:
+                (fr, fc), (wr, wc) = window
+                labels[wr, wc][footprints[k].coverage[fr, fc] >= 0.5] = k + 1
+        return labels
+
+    def metadata(self) -> dict[str, Any]:
+        """Every parameter, the seed and derived quantities, JSON-ready."""
+        c = self.config
+        lam_bg = self.stack.background(c.frame_time_s, c.pixel_size_nm)
+        d_px = c.motion.diffusion_px2_per_frame
+        return {
+            "seed": self.seed,
+            "config": dataclasses.asdict(c),
+            "derived": {
+                "incident_electrons_per_px": self.stack.incident_electrons(c.frame_time_s, c.pixel_size_nm),
+                "background_electrons_per_px": lam_bg,
+                "background_noise_electrons": math.sqrt(lam_bg + self.stack.read_noise_e**2)
+                * noise_std_factor(),
+                "diffusion_px2_per_frame_alpha": d_px,
+                "diffusion_nm2_per_s_alpha": d_px * c.pixel_size_nm**2 / c.frame_time_s**c.motion.alpha,
+                "alpha": c.motion.alpha,
+                "particle_areas_px": [footprint_area_px(s) for s in self.shapes],
+            },
+        }
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _separate(
+    xy: npt.NDArray[np.float64], radii: npt.NDArray[np.float64], passes: int = 3
+) -> npt.NDArray[np.float64]:
+    """Push overlapping discs apart along their centre line (equal shares), a few passes."""
+    xy = xy.copy()
+    contact = radii[:, None] + radii[None, :]
+    for _ in range(passes):
+        delta = xy[:, None, :] - xy[None, :, :]
+        dist = np.hypot(delta[..., 0], delta[..., 1])
+        np.fill_diagonal(dist, np.inf)
+        overlap = np.clip(contact - dist, 0.0, None)
+        if not overlap.any():
+            break
+        direction = delta / np.maximum(dist, 1e-9)[..., None]
+        xy += 0.5 * (overlap[..., None] * direction).sum(axis=1)
+    return xy
+
+
+def _touches(f: Footprint, shape: tuple[int, int]) -> bool:
+    h, w = f.thickness_px.shape
+    return f.r0 < shape[0] and f.c0 < shape[1] and f.r0 + h > 0 and f.c0 + w > 0
+
+
+def _expanded(f: Footprint, pad: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    h, w = f.thickness_px.shape
+    return (
+        max(0, f.r0 - pad),
+        min(shape[0], f.r0 + h + pad),
+        max(0, f.c0 - pad),
+        min(shape[1], f.c0 + w + pad),
+    )
+
+
+def _merge(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Merge overlapping rectangles (r0, r1, c0, c1) until all are disjoint."""
+    rects = list(rects)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    rects[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return rects
+
+
+def _clip(
+    f: Footprint, rect: tuple[int, int, int, int]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Slices (into the footprint, into the rect) of their intersection, or None."""
+    h, w = f.thickness_px.shape
+    r0, r1 = max(f.r0, rect[0]), min(f.r0 + h, rect[1])
+    c0, c1 = max(f.c0, rect[2]), min(f.c0 + w, rect[3])
+    if r0 >= r1 or c0 >= c1:
+        return None
+    inside = (slice(r0 - f.r0, r1 - f.r0), slice(c0 - f.c0, c1 - f.c0))
+    target = (slice(r0 - rect[0], r1 - rect[0]), slice(c0 - rect[2], c1 - rect[2]))
+    return inside, target
+
+
+def _coverage_inside(f: Footprint, shape: tuple[int, int]) -> float:
+    window = _clip(f, (0, shape[0], 0, shape[1]))
+    if window is None:
+        return 0.0
+    return float(f.coverage[window[0]].sum())
