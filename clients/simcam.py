@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -43,9 +44,17 @@ log = logging.getLogger("lptem.sim")
 def motion_from_physical(
     model: str, diffusion_nm2_per_s: float, alpha: float, pixel_size_nm: float, fps: float, **extra: Any
 ) -> Motion:
-    """A Motion in px/frame from D in nm²/s^α: per-axis step s.d. σ = sqrt(2 D Δt^α) / pixel size."""
-    sigma_px = np.sqrt(2 * diffusion_nm2_per_s * (1 / fps) ** alpha) / pixel_size_nm
-    return Motion(model, sigma_px=float(sigma_px), alpha=alpha, **extra)  # type: ignore[arg-type]
+    """A Motion in px/frame whose MSD is 4 D t^α with D in nm²/s^α.
+
+    In frames D becomes D' = D Δt^α / p² (px²/frame^α); brownian and fbm then take the per-axis step
+    s.d. σ = sqrt(2 D'), ctrw (waits of at least t0 frames) σ = sqrt(2 D' t0^α Γ(1-α) Γ(1+α)).
+    """
+    d_frames = diffusion_nm2_per_s * (1 / fps) ** alpha / pixel_size_nm**2
+    sigma2 = 2 * d_frames
+    if model == "ctrw" and 0 < alpha < 1:
+        t0 = float(extra.get("ctrw_t0_frames", 1.0))
+        sigma2 *= t0**alpha * math.gamma(1 - alpha) * math.gamma(1 + alpha)
+    return Motion(model, sigma_px=math.sqrt(sigma2), alpha=alpha, **extra)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +154,14 @@ def truth_table(frame: SimFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------ command line
 
 
+PRESETS = {
+    "samem-clip": "SAM-EM's example clip (design §6): 5 nm of liquid, fractional Brownian motion with "
+    "alpha 0.2 and 22 px/frame per axis",
+}
+
+
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SimConfig()  # defaults come from the calibrated configuration, not from copies of it
     out = parser.add_argument_group("output (stream to a daemon, or write a movie)")
     out.add_argument(
         "--ingest",
@@ -166,49 +182,64 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="number of frames (default: 500 with --out, else stream until Ctrl-C)",
     )
-    out.add_argument("--fps", type=float, default=50.0, help="frame rate, frames/s (default %(default)s)")
+    out.add_argument("--fps", type=float, default=d.fps, help="frame rate, frames/s (default %(default)s)")
     out.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     out.add_argument("--no-progress", action="store_true", help="no progress line")
+    out.add_argument(
+        "--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v}" for k, v in PRESETS.items())
+    )
 
     img = parser.add_argument_group("imaging")
     img.add_argument(
         "--size",
         type=int,
         nargs="+",
-        default=[1024],
+        default=[d.shape[0]],
         metavar="N",
-        help="frame side, px, or ROWS COLS (default 1024)",
+        help="frame side, px, or ROWS COLS (default %(default)s)",
     )
     img.add_argument(
         "--dtype",
         choices=("uint8", "uint16", "float32"),
-        default="uint8",
+        default=d.dtype,
         help="uint8 like SAM-EM's JPEGs (default), uint16 counts x100, float32 electrons",
     )
-    img.add_argument("--pixel-size-nm", type=float, default=0.5, help="nm/px (default %(default)s)")
+    img.add_argument(
+        "--pixel-size-nm", type=float, default=d.pixel_size_nm, help="nm/px (default %(default)s)"
+    )
     img.add_argument(
         "--liquid-nm",
         type=float,
-        default=50.0,
+        default=d.stack.liquid_thickness_nm,
         help="liquid thickness, nm (5-160 typical; default %(default)s)",
     )
-    img.add_argument("--dose-rate", type=float, default=45.0, help="e-/Å²/s (default %(default)s)")
+    img.add_argument(
+        "--dose-rate",
+        type=float,
+        default=d.stack.dose_rate,
+        help="e-/Å²/s (default %(default)s: 22.5 e-/px per frame at the default pixel and rate)",
+    )
     img.add_argument(
         "--exact-noise",
         action="store_true",
-        help="exact Poisson noise and FFT MTF (about 10x slower than the default)",
+        help="exact Poisson noise and FFT MTF (about 15x slower than the default)",
     )
 
     par = parser.add_argument_group("particles and motion")
-    par.add_argument("--particles", type=int, default=4, help="number of particles (default %(default)s)")
-    par.add_argument("--shape", choices=("sphere", "rod", "cube", "mixed"), default="sphere")
+    par.add_argument("--particles", type=int, default=d.particles.count, help="number (default %(default)s)")
+    par.add_argument("--shape", choices=("sphere", "rod", "cube", "mixed"), default=d.particles.shape)
     par.add_argument(
         "--width-nm",
         type=float,
-        default=9.9,
-        help="sphere/rod diameter or cube edge, nm (default %(default)s)",
+        default=d.particles.width_nm,
+        help="sphere/rod diameter or cube edge, nm (default %(default)s, calibrated to SAM-EM)",
     )
-    par.add_argument("--dispersity", type=float, default=0.1, help="relative size s.d. (default %(default)s)")
+    par.add_argument(
+        "--dispersity",
+        type=float,
+        default=d.particles.dispersity,
+        help="relative size s.d. (default %(default)s)",
+    )
     par.add_argument("--motion", choices=("brownian", "fbm", "ctrw"), default="brownian")
     par.add_argument(
         "--diffusion",
@@ -217,27 +248,33 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="D",
         help="D in nm²/s^alpha, MSD = 4 D t^alpha (default %(default)s)",
     )
-    par.add_argument("--alpha", type=float, default=1.0, help="fbm / ctrw exponent (default 1)")
+    par.add_argument(
+        "--alpha", type=float, default=1.0, help="exponent: fbm 0 < alpha < 2, ctrw 0 < alpha < 1 (default 1)"
+    )
     par.add_argument("--rotation-deg", type=float, default=0.0, help="angle step s.d. per frame, degrees")
     par.add_argument("--no-collisions", action="store_true", help="let particles overlap")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     shape = (args.size[0], args.size[0]) if len(args.size) == 1 else (args.size[0], args.size[1])
-    motion = motion_from_physical(
-        args.motion,
-        args.diffusion,
-        args.alpha,
-        args.pixel_size_nm,
-        args.fps,
-        rotation_sigma_deg=args.rotation_deg,
-    )
+    if args.preset == "samem-clip":
+        liquid, motion = 5.0, Motion("fbm", sigma_px=22.0, alpha=0.2, rotation_sigma_deg=args.rotation_deg)
+    else:
+        liquid = args.liquid_nm
+        motion = motion_from_physical(
+            args.motion,
+            args.diffusion,
+            args.alpha,
+            args.pixel_size_nm,
+            args.fps,
+            rotation_sigma_deg=args.rotation_deg,
+        )
     return SimConfig(
         shape=shape,
         pixel_size_nm=args.pixel_size_nm,
         fps=args.fps,
         dtype=args.dtype,
-        stack=Stack(liquid_thickness_nm=args.liquid_nm, dose_rate=args.dose_rate),
+        stack=Stack(liquid_thickness_nm=liquid, dose_rate=args.dose_rate),
         particles=Particles(
             count=args.particles, shape=args.shape, width_nm=args.width_nm, dispersity=args.dispersity
         ),

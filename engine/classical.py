@@ -215,6 +215,14 @@ class ClassicalTracker:
         m, limit = near.measurement, 2 * self.config.particle_radius_px
         if any(np.hypot(d.measurement.x - m.x, d.measurement.y - m.y) < limit for d in taken):
             return None
+        own = np.hypot(m.x - x, m.y - y)
+        for other in self._tracks.values():  # a candidate nearer to another object belongs to it
+            if (
+                other is not track
+                and other.last is not None
+                and np.hypot(m.x - other.last.x, m.y - other.last.y) < own
+            ):
+                return None
         return near
 
     def _update(self, track: _Track, det: Detection) -> None:

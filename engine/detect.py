@@ -189,10 +189,11 @@ class Detector:
     def detect_near(
         self, found: DetectionSet, x: float, y: float, reach_px: float, min_sigma: float
     ) -> Detection | None:
-        """The strongest candidate within ``reach_px`` of (x, y), if its peak reaches ``min_sigma``.
+        """The local maximum nearest to (x, y) within ``reach_px`` whose peak reaches ``min_sigma``.
 
         Lets a tracker follow a known particle below the detection threshold: near a predicted
-        position far fewer noise peaks compete than over the whole frame.
+        position far fewer noise peaks compete than over the whole frame. The nearest maximum, not the
+        strongest, so that a faint particle is not swapped for a brighter neighbour.
         """
         b, signal, sigma = self.bin, found.signal, found.noise_sigma
         r = max(1, round(reach_px / b))
@@ -204,10 +205,11 @@ class Detector:
         local = signal[window]
         if local.size == 0:
             return None
-        peak_at = np.unravel_index(int(np.argmax(local)), local.shape)
-        peak = float(local[peak_at])
-        if peak < min_sigma * sigma:
+        centre = (cy - window[0].start, cx - window[1].start)
+        peak_at = _nearest_maximum(local, centre, min_sigma * sigma, r)
+        if peak_at is None:
             return None
+        peak = float(local[peak_at])
         above = (local >= max(self.config.segment_fraction * peak, 0.0)).view(np.uint8)
         _, pieces, _ = _components(above)
         inside = pieces == pieces[peak_at]
@@ -272,6 +274,19 @@ class Detector:
         dr = min(row, shape[0] - 1 - row)
         dc = min(col, shape[1] - 1 - col)
         return float(edge[min(dr, len(edge) - 1)] * edge[min(dc, len(edge) - 1)])
+
+
+def _nearest_maximum(
+    local: npt.NDArray[np.float32], centre: tuple[int, int], floor: float, radius: int
+) -> tuple[int, int] | None:
+    """The local maximum (3x3) above ``floor`` nearest to ``centre`` within ``radius`` (binned px)."""
+    dilated = cv2.dilate(local, np.ones((3, 3), np.uint8))
+    rows, cols = np.nonzero((local >= dilated) & (local >= floor))
+    if rows.size == 0:
+        return None
+    d2 = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2
+    k = int(np.argmin(d2))
+    return (int(rows[k]), int(cols[k])) if d2[k] <= radius * radius else None
 
 
 def _grown_window(stat: npt.NDArray[np.int32], shape: tuple[int, ...]) -> tuple[slice, slice]:

@@ -29,6 +29,14 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_
     return True
 
 
+def wait_processed(control: str, frames: int, timeout_s: float = 60.0) -> bool:
+    """Wait until the daemon at ``control`` has processed ``frames`` frames (SIGTERM discards a queue)."""
+    from clients.control import ControlClient  # noqa: PLC0415 - keeps conftest light
+
+    with ControlClient(control) as client:
+        return wait_until(lambda: client.status().frames_processed >= frames, timeout_s, interval_s=0.1)
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago (for servers that cannot bind port 0 and report it)."""
     with socket.socket() as s:

@@ -19,6 +19,7 @@ from engine.sim.motion import Motion
 from engine.sim.optics import Stack
 from engine.sim.simulator import Particles, SimConfig, Simulator
 from service.record import read_record
+from tests.conftest import wait_processed
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +52,7 @@ def track_through_daemon(motion: Motion, tmp_path, seed: int):
     )
     with DaemonProcess(*args) as daemon, FrameSender(daemon.ingest) as sender:
         SimulatedCamera(Simulator(config, seed=seed), sender, fps=None).run(FRAMES, threading.Event())
+        assert wait_processed(daemon.control, FRAMES)
         assert daemon.stop() == 0
     record = read_record(tmp_path / "rec")
     assert len(record.frames) == FRAMES

@@ -57,7 +57,7 @@ class SimConfig:
     particles: Particles = field(default_factory=Particles)
     motion: Motion = field(default_factory=Motion)
     margin_px: int = 64
-    """Hidden border of the world around the field of view."""
+    """Hidden border of the world around the field of view (widened to fit the largest particle)."""
     collisions: bool = True
     """Particles push each other apart (as discs of their bounding radius) instead of overlapping."""
     noise: Literal["fast", "exact"] = "fast"
@@ -109,18 +109,21 @@ class Simulator:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         c = self.config
-        rows, cols = c.shape
-        self.world = (rows + 2 * c.margin_px, cols + 2 * c.margin_px)
-        self.fov_origin = np.array([float(c.margin_px), float(c.margin_px)])  # (x, y) in the world
         self.stack = c.stack
         self.shapes, self.mfp_nm, self.depth_nm = self._draw_particles()
+        biggest = max((s.bounding_radius_px for s in self.shapes), default=0.0)
+        self.margin = max(c.margin_px, math.ceil(biggest) + 2)  # a particle must fit in the hidden border
+        rows, cols = c.shape
+        self.world = (rows + 2 * self.margin, cols + 2 * self.margin)
+        self.fov_origin = np.array([float(self.margin), float(self.margin)])  # (x, y) in the world
         self.angles = self.rng.uniform(-90.0, 90.0, len(self.shapes))
         self.unwrapped = self._place_particles()
         self.steps = Displacements(c.motion, len(self.shapes), self.rng)
         self.index = 0
         self._psf = psf_kernel(c.psf_radius_px)
         self._noise = NoiseBank(c.shape, self.rng) if c.noise == "fast" else None
-        self._mtf = mtf_grid(c.shape) if c.noise == "exact" else None
+        pad = 2 * c.psf_radius_px
+        self._mtf = mtf_grid((c.shape[0] + 2 * pad, c.shape[1] + 2 * pad)) if c.noise == "exact" else None
 
     # ------------------------------------------------------------------ setup
     def _draw_particles(self) -> tuple[list[Shape], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -187,11 +190,12 @@ class Simulator:
         self.unwrapped = self.unwrapped + steps
         self.angles = self.angles + turns
         if self.config.collisions and len(self.shapes) > 1:
-            self.unwrapped = _separate(self.unwrapped, np.array([s.bounding_radius_px for s in self.shapes]))
+            radii = np.array([s.bounding_radius_px for s in self.shapes])
+            self.unwrapped = _separate(self.unwrapped, radii, np.array([self.world[1], self.world[0]], float))
 
     def _frame_positions(self) -> npt.NDArray[np.float64]:
         """Particle centres in frame coordinates, wrapped into [-margin, size + margin)."""
-        m = self.config.margin_px
+        m = self.margin
         size = np.array([self.world[1], self.world[0]], dtype=float)
         wrapped: npt.NDArray[np.float64] = np.mod(self.unwrapped - self.fov_origin + m, size) - m
         return wrapped
@@ -199,7 +203,8 @@ class Simulator:
     def _image(self, footprints: list[Footprint]) -> npt.NDArray[Any]:
         c = self.config
         lam_bg = self.stack.background(c.frame_time_s, c.pixel_size_nm)
-        rects = _merge([_expanded(f, c.psf_radius_px, c.shape) for f in footprints if _touches(f, c.shape)])
+        frame = (0, c.shape[0], 0, c.shape[1])
+        rects = _merge([r for f in footprints if _overlap(r := _expanded(f, c.psf_radius_px), frame)])
         scale, offset = self._output_scale(lam_bg)
         if self._noise is None:
             image = self._exact(footprints, rects, lam_bg) * np.float32(scale) + np.float32(offset)
@@ -238,27 +243,33 @@ class Simulator:
         read2 = self.stack.read_noise_e**2
         a = scale * math.sqrt(lam_bg + read2)
         out = bank.affine(a, scale * lam_bg + offset, self.rng)  # background everywhere
-        for rect in rects:
-            r0, r1, c0, c1 = rect
-            noise = (out[r0:r1, c0:c1] - np.float32(scale * lam_bg + offset)) / np.float32(a)
+        frame = (0, out.shape[0], 0, out.shape[1])
+        for rect in rects:  # may reach beyond the frame: particles outside still blur into it
             blurred = cv2.filter2D(
                 self._deficit(footprints, rect, lam_bg), -1, self._psf, borderType=cv2.BORDER_CONSTANT
             )
-            mean = lam_bg - blurred
-            out[r0:r1, c0:c1] = scale * (mean + np.sqrt(np.maximum(mean + read2, 0.0)) * noise) + offset
+            inside, local = _intersection(rect, frame)
+            noise = (out[inside] - np.float32(scale * lam_bg + offset)) / np.float32(a)
+            mean = lam_bg - blurred[local]
+            out[inside] = scale * (mean + np.sqrt(np.maximum(mean + read2, 0.0)) * noise) + offset
         return out
 
     def _exact(
         self, footprints: list[Footprint], rects: list[tuple[int, int, int, int]], lam_bg: float
     ) -> F32:
-        lam = np.full(self.config.shape, lam_bg, dtype=np.float64)
+        """Poisson + read noise on a canvas padded by the PSF core, blurred by FFT, cropped: the blur
+        does not wrap around the frame, and particles just outside it still blur into it."""
+        pad = 2 * self.config.psf_radius_px
+        rows, cols = self.config.shape
+        lam = np.full((rows + 2 * pad, cols + 2 * pad), lam_bg, dtype=np.float64)
+        canvas = (-pad, rows + pad, -pad, cols + pad)
         for rect in rects:
-            r0, r1, c0, c1 = rect
-            lam[r0:r1, c0:c1] -= self._deficit(footprints, rect, lam_bg)
+            inside, local = _intersection(rect, canvas)  # ``inside`` is in canvas indices already
+            lam[inside] -= self._deficit(footprints, rect, lam_bg)[local]
         counts = self.rng.poisson(np.maximum(lam, 0.0)) + self.rng.normal(
             0.0, self.stack.read_noise_e, lam.shape
         )
-        return apply_mtf(counts, self._mtf)
+        return apply_mtf(counts, self._mtf)[pad : pad + rows, pad : pad + cols]
 
     def _output_scale(self, lam_bg: float) -> tuple[float, float]:
         """(DN per electron, DN offset) of the output dtype (float32: electrons)."""
@@ -311,7 +322,7 @@ class Simulator:
         d_px = c.motion.diffusion_px2_per_frame
         return {
             "seed": self.seed,
-            "config": dataclasses.asdict(c),
+            "config": dataclasses.asdict(dataclasses.replace(c, stack=self.stack)),  # the dose now
             "derived": {
                 "incident_electrons_per_px": self.stack.incident_electrons(c.frame_time_s, c.pixel_size_nm),
                 "background_electrons_per_px": lam_bg,
@@ -329,13 +340,18 @@ class Simulator:
 
 
 def _separate(
-    xy: npt.NDArray[np.float64], radii: npt.NDArray[np.float64], passes: int = 3
+    xy: npt.NDArray[np.float64],
+    radii: npt.NDArray[np.float64],
+    world: npt.NDArray[np.float64],
+    passes: int = 3,
 ) -> npt.NDArray[np.float64]:
-    """Push overlapping discs apart along their centre line (equal shares), a few passes."""
+    """Push overlapping discs apart along their centre line (equal shares), a few passes. Distances
+    follow the periodic world's minimum-image convention."""
     xy = xy.copy()
     contact = radii[:, None] + radii[None, :]
     for _ in range(passes):
         delta = xy[:, None, :] - xy[None, :, :]
+        delta -= world * np.round(delta / world)
         dist = np.hypot(delta[..., 0], delta[..., 1])
         np.fill_diagonal(dist, np.inf)
         overlap = np.clip(contact - dist, 0.0, None)
@@ -346,19 +362,25 @@ def _separate(
     return xy
 
 
-def _touches(f: Footprint, shape: tuple[int, int]) -> bool:
-    h, w = f.thickness_px.shape
-    return f.r0 < shape[0] and f.c0 < shape[1] and f.r0 + h > 0 and f.c0 + w > 0
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
-def _expanded(f: Footprint, pad: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+def _expanded(f: Footprint, pad: int) -> tuple[int, int, int, int]:
+    """The footprint's window grown by ``pad`` on every side (not clipped to the frame)."""
     h, w = f.thickness_px.shape
-    return (
-        max(0, f.r0 - pad),
-        min(shape[0], f.r0 + h + pad),
-        max(0, f.c0 - pad),
-        min(shape[1], f.c0 + w + pad),
-    )
+    return (f.r0 - pad, f.r0 + h + pad, f.c0 - pad, f.c0 + w + pad)
+
+
+def _intersection(
+    rect: tuple[int, int, int, int], area: tuple[int, int, int, int]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Slices of ``rect`` ∩ ``area`` in area coordinates (offset by the area's origin) and in rect's."""
+    r0, r1 = max(rect[0], area[0]), min(rect[1], area[1])
+    c0, c1 = max(rect[2], area[2]), min(rect[3], area[3])
+    in_area = (slice(r0 - area[0], r1 - area[0]), slice(c0 - area[2], c1 - area[2]))
+    in_rect = (slice(r0 - rect[0], r1 - rect[0]), slice(c0 - rect[2], c1 - rect[2]))
+    return in_area, in_rect
 
 
 def _merge(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -370,7 +392,7 @@ def _merge(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, 
         for i in range(len(rects)):
             for j in range(i + 1, len(rects)):
                 a, b = rects[i], rects[j]
-                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                if _overlap(a, b):
                     rects[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
                     del rects[j]
                     merged = True
