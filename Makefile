@@ -19,7 +19,7 @@ help:
 	@echo "make demo       set up .venv and run the live demo on the embedded (classical) engine"
 	@echo "make test       set up .venv and run lint, type check, layer contracts and the test suite"
 	@echo "make test-slow  the slow tests left out of 'make test'"
-	@echo "make bench      the benchmark scripts (prints figures; takes a few minutes)"
+	@echo "make bench      the benchmark scripts (prints figures; takes about 20 minutes)"
 
 venv: $(STAMP)
 
@@ -53,6 +53,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/classical.py
+	$(PY) benchmarks/simulator.py
+	$(PY) benchmarks/accuracy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
