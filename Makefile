@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
+STAMP_TEST := $(VENV)/.installed-test
 
 export QT_QPA_PLATFORM ?= offscreen
 
@@ -21,36 +22,46 @@ help:
 	@echo "make test-slow  the slow tests left out of 'make test'"
 	@echo "make bench      the benchmark scripts (prints figures; takes about 20 minutes)"
 
-venv: $(STAMP)
+venv: $(STAMP_TEST)
 
+# The demo needs the core package only (classical engine, no torch).
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24" setuptools wheel
-	$(PIP) install --quiet -e ".[dev,gui]"
+	$(PIP) install --quiet -e ".[gui]"
 	touch $(STAMP)
+
+# Tests also need the dev tools and the SAM 2 engine: torch from the CPU wheel on disk (pinned, so that
+# nothing resolves a CUDA build), then sam2 without its dependencies (torchvision) and its CUDA kernel.
+$(STAMP_TEST): $(STAMP)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev,gui]"
+	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation --no-deps sam2==1.1.0
+	$(PIP) install --quiet hydra-core iopath tqdm pillow
+	touch $(STAMP_TEST)
 
 demo: $(STAMP)
 	$(BIN)/lptem demo
 
-lint: $(STAMP)
+lint: $(STAMP_TEST)
 	$(BIN)/ruff check engine service clients tests benchmarks
 	$(BIN)/ruff format --check engine service clients tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(STAMP_TEST)
 	$(BIN)/mypy
 
-layers: $(STAMP)
+layers: $(STAMP_TEST)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP_TEST)
 	$(PY) -m pytest -m "not slow" -q
 
 test: lint typecheck layers pytest
 
-test-slow: $(STAMP)
+test-slow: $(STAMP_TEST)
 	$(PY) -m pytest -m slow -q
 
-bench: $(STAMP)
+bench: $(STAMP_TEST)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/classical.py
 	$(PY) benchmarks/simulator.py

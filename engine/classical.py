@@ -24,6 +24,7 @@ from engine.api import (
 )
 from engine.assign import gated_assignment
 from engine.detect import Detection, DetectionSet, Detector, DetectorConfig
+from engine.proposals import CandidateConfirmer
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +64,6 @@ class _Track:
     frames_missing: int = 0
 
 
-@dataclass(slots=True)
-class _Candidate:
-    """An unclaimed detection waiting for confirmation (auto-detect)."""
-
-    detection: Detection
-    hits: int = 1
-
-
 class ClassicalTracker:
     """Implements :class:`engine.api.Tracker` with :class:`engine.detect.Detector` detections."""
 
@@ -81,7 +74,7 @@ class ClassicalTracker:
         self.detector = Detector(self.config)
         self._auto_detect = self.config.auto_detect
         self._tracks: dict[int, _Track] = {}
-        self._candidates: list[_Candidate] = []
+        self._candidates = CandidateConfirmer(self.config.gate_px, self.config.confirm_frames)
         self._ids = IdAllocator()
         self._shape: tuple[int, int] | None = None
 
@@ -156,7 +149,7 @@ class ClassicalTracker:
             if j not in claimed and not self._near_visible_object(det)
         ]
         added = []
-        for j in self._confirm_candidates(free):
+        for j in self._candidates.confirm(free):
             track = self._adopt(free[j])
             held.append((free[j], track))
             added.append(track.id)
@@ -267,20 +260,6 @@ class ClassicalTracker:
             t.last is not None and t.last.visible and np.hypot(t.last.x - m.x, t.last.y - m.y) < limit
             for t in self._tracks.values()
         )
-
-    def _confirm_candidates(self, free: list[Detection]) -> list[int]:
-        """Match free detections to waiting candidates; return indices (into ``free``) now confirmed."""
-        refs = np.array([(c.detection.measurement.x, c.detection.measurement.y) for c in self._candidates])
-        dets = np.array([(d.measurement.x, d.measurement.y) for d in free])
-        pairs = gated_assignment(
-            refs.reshape(-1, 2), dets.reshape(-1, 2), np.full(len(refs), self.config.gate_px)
-        )
-        followed = {j: self._candidates[i].hits + 1 for i, j in pairs}
-        confirmed = [j for j in range(len(free)) if followed.get(j, 1) >= self.config.confirm_frames]
-        self._candidates = [
-            _Candidate(d, followed.get(j, 1)) for j, d in enumerate(free) if j not in confirmed
-        ]
-        return confirmed
 
     def _adopt(self, det: Detection) -> _Track:
         track = _Track(self._ids.allocate(self._tracks), "auto")

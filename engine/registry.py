@@ -30,6 +30,12 @@ ENGINES: dict[str, EngineSpec] = {
         "ClassicalConfig",
         "weight-free: background flattening, denoising, threshold, components, Hungarian association",
     ),
+    "sam2": EngineSpec(
+        "engine.sam2.tracker",
+        "Sam2Tracker",
+        "Sam2Config",
+        "SAM 2 / 2.1 / SAM-EM streaming memory-bank tracker (torch; needs a checkpoint)",
+    ),
     "passthrough": EngineSpec(
         "engine.passthrough",
         "PassThroughTracker",
@@ -56,7 +62,11 @@ def create_tracker(name: str, options: Mapping[str, str] | None = None) -> Track
             raise EngineOptionError(f"engine {name!r} takes no options, got {sorted(options)}")
         tracker: Tracker = tracker_cls()
     else:
-        tracker = tracker_cls(parse_config(getattr(module, spec.config), options))
+        config = parse_config(getattr(module, spec.config), options)
+        try:
+            tracker = tracker_cls(config)
+        except ValueError as exc:  # a bad checkpoint, device or model name: the message says which
+            raise EngineOptionError(str(exc)) from exc
     return tracker
 
 

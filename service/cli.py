@@ -102,6 +102,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     eng.add_argument("--list-engines", action="store_true", help="list engines and their options, then exit")
 
+    sam = parser.add_argument_group("SAM 2 engine (--engine sam2; see docs/engines.md)")
+    sam.add_argument(
+        "--model",
+        metavar="NAME",
+        help="sam2_hiera_{t,s,b+,l}, sam2.1_hiera_{t,s,b+,l}, or samem (SAM-EM, Hiera-L)",
+    )
+    sam.add_argument("--checkpoint", type=Path, metavar="PATH", help="the model's weights (.pt)")
+    sam.add_argument(
+        "--device",
+        choices=("auto", "cuda", "mps", "cpu"),
+        help="where the model runs (default auto: CUDA, else MPS, else CPU)",
+    )
+    sam.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="untrained seeded weights, for plumbing tests and benchmarks only (warns loudly)",
+    )
+
     flow = parser.add_argument_group("flow and record")
     flow.add_argument(
         "--policy",
@@ -148,6 +166,23 @@ def print_engines() -> None:
             print(f"    -E {key}=<{kind}>   (default {default})")
 
 
+SAM2_FLAGS = {"model": "--model", "checkpoint": "--checkpoint", "device": "--device",
+              "random_weights": "--random-weights"}  # fmt: skip
+
+
+def engine_options_from(args: argparse.Namespace) -> dict[str, str]:
+    """-E options plus the SAM 2 flags (which only the sam2 engine accepts)."""
+    options = parse_engine_options(args.engine_opt)
+    for key, flag in SAM2_FLAGS.items():
+        value = getattr(args, key)
+        if value in (None, False):
+            continue
+        if args.engine != "sam2":
+            raise EngineOptionError(f"{flag} applies to --engine sam2 only")
+        options[key] = "true" if value is True else str(value)
+    return options
+
+
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     if not 0 <= args.preview_hz <= 10:
         raise EngineOptionError("--preview-hz must be between 0 and 10")
@@ -159,7 +194,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
         engine=args.engine,
-        engine_options=parse_engine_options(args.engine_opt),
+        engine_options=engine_options_from(args),
         auto_detect=args.auto_detect,
         policy=Policy(args.policy),
         queue_capacity=args.queue_capacity,

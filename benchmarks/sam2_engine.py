@@ -1,0 +1,151 @@
+"""SAM 2 streaming engine: time per stage, frames per second and peak memory on this machine's device.
+
+    python benchmarks/sam2_engine.py                 # Hiera-T, 512^2 and 1024^2, 1 / 5 / 10 objects
+    python benchmarks/sam2_engine.py --model sam2.1_hiera_b+ --sizes 1024 --objects 5 --json sam2.json
+
+Random (seeded) weights unless --checkpoint is given: stage times do not depend on the weights. The real
+``Sam2Tracker.step`` runs; the stages are timed by wrapping the model's own calls (image encoder, memory
+attention, mask decoder, memory encoder) and ours (preprocessing, post-processing and measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from _common import dump_json, machine
+
+import engine.sam2.tracker as tracker_module
+from engine.api import Box, Prompt
+from engine.sam2.models import build_model, resolve_device
+from engine.sam2.tracker import Sam2Config, Sam2Tracker
+
+STAGES = ("preprocess", "image encoder", "memory attention", "mask decoder", "memory encoder", "measurement")
+
+
+class StageClock:
+    """Accumulates wall time per stage for the current frame (synchronising CUDA around each call)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.frame: dict[str, float] = defaultdict(float)
+
+    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._sync()
+                self.frame[stage] += time.perf_counter() - t0
+
+        return timed
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def instrument(tracker: Sam2Tracker, clock: StageClock) -> None:
+    model = tracker.model
+    model.forward_image = clock.wrap("image encoder", model.forward_image)
+    model._prepare_memory_conditioned_features = clock.wrap(
+        "memory attention", model._prepare_memory_conditioned_features
+    )
+    model._forward_sam_heads = clock.wrap("mask decoder", model._forward_sam_heads)
+    model._encode_new_memory = clock.wrap("memory encoder", model._encode_new_memory)
+    tracker.preprocess = clock.wrap("preprocess", tracker.preprocess)  # type: ignore[assignment]
+    tracker._publish = clock.wrap("measurement", tracker._publish)  # type: ignore[method-assign]
+
+
+def run(model_name: str, checkpoint: Path | None, *, size: int, objects: int, frames: int,
+        device: torch.device) -> dict[str, Any]:  # fmt: skip
+    model = build_model(model_name, checkpoint, device, random_weights=checkpoint is None, image_size=size)
+    tracker = Sam2Tracker(Sam2Config(device=cast(Any, device.type)), model=model)
+    clock = StageClock(device)
+    instrument(tracker, clock)
+    rng = np.random.default_rng(0)
+    frame = (rng.random((size, size)) * 255).astype(np.uint8)
+    step = size / (objects + 1)
+    for k in range(objects):
+        c = step * (k + 1)
+        tracker.add_object(Prompt(box=Box(c - 20, c - 20, c + 20, c + 20)))
+    tracker.step(frame)  # prompts and warm-up
+    tracker.step(frame)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    per_frame: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    for _ in range(frames):
+        clock.frame.clear()
+        t0 = time.perf_counter()
+        tracker.step(frame)
+        totals.append(time.perf_counter() - t0)
+        for stage in STAGES:
+            per_frame[stage].append(clock.frame.get(stage, 0.0))
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
+    return {
+        "size": size,
+        "objects": objects,
+        "stages_ms": {s: 1e3 * float(np.median(v)) for s, v in per_frame.items()},
+        "frame_ms": 1e3 * float(np.median(totals)),
+        "fps": 1.0 / float(np.median(totals)),
+        "peak_mb": peak,
+        "peak_kind": "CUDA allocated" if device.type == "cuda" else "process max RSS",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="sam2.1_hiera_t")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[512, 1024], help="model input sides, px")
+    parser.add_argument("--objects", nargs="+", type=int, default=[1, 5, 10])
+    parser.add_argument("--frames", type=int, default=3, help="timed frames per configuration")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)  # the random-weights banner, once per configuration
+    device = resolve_device(args.device)
+    print(
+        f"machine: {machine()}; device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    weights = f"checkpoint {args.checkpoint}" if args.checkpoint else "random weights"
+    print(f"model {args.model}, {weights}, median of {args.frames} frames after 2 warm-ups; ms per frame\n")
+    header = (
+        f"{'input':>6} {'obj':>4} "
+        + " ".join(f"{s[:12]:>12}" for s in STAGES)
+        + f" {'frame':>9} {'fps':>7} {'peak/MB':>8}"
+    )
+    print(header)
+    results = []
+    for size in args.sizes:
+        for objects in args.objects:
+            r = run(
+                args.model, args.checkpoint, size=size, objects=objects, frames=args.frames, device=device
+            )
+            results.append(r)
+            cells = " ".join(f"{r['stages_ms'][s]:12.1f}" for s in STAGES)
+            print(f"{size:>6} {objects:>4} {cells} {r['frame_ms']:9.1f} {r['fps']:7.2f} {r['peak_mb']:8.0f}",
+                  flush=True)  # fmt: skip
+    print(f"\npeak memory: {results[-1]['peak_kind']}; "
+          f"stream length {tracker_module.STREAM_FRAMES} frames assumed by the memory selection")  # fmt: skip
+    dump_json(args.json, {"machine": machine(), "device": str(device), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
