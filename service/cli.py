@@ -22,6 +22,7 @@ from service.daemon import (
     DaemonConfig,
 )
 from service.mailbox import Policy
+from service.protocol import CommandError, MsdSettings
 
 log = logging.getLogger("lptem.serve")
 
@@ -148,6 +149,33 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="rate of the preview topic, at most 10 (default %(default)s; 0 = off)",
     )
 
+    stats = parser.add_argument_group("live statistics (topic msd; docs/statistics.md)")
+    stats.add_argument(
+        "--msd-window",
+        type=int,
+        default=256,
+        metavar="N",
+        help="rolling window, frames (default %(default)s)",
+    )
+    stats.add_argument(
+        "--msd-lags", type=int, default=32, metavar="L", help="lags 1..L, frames (default %(default)s)"
+    )
+    stats.add_argument("--msd-log-lags", action="store_true", help="about 16 log-spaced lags up to L instead")
+    stats.add_argument(
+        "--msd-rate",
+        type=float,
+        default=5.0,
+        metavar="HZ",
+        help="msd messages per second, 0 = off (default %(default)s)",
+    )
+    stats.add_argument(
+        "--msd-fit-lags",
+        type=int,
+        default=10,
+        metavar="K",
+        help="fit MSD = 4 D t^alpha on the first K lags (default %(default)s)",
+    )
+
 
 def parse_engine_options(pairs: list[str]) -> dict[str, str]:
     options: dict[str, str] = {}
@@ -201,6 +229,13 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         record=args.record,
         pixel_size_nm=args.pixel_size_nm,
         preview_hz=args.preview_hz,
+        msd=MsdSettings(
+            window=args.msd_window,
+            max_lag=args.msd_lags,
+            log_lags=args.msd_log_lags,
+            rate_hz=args.msd_rate,
+            fit_lags=args.msd_fit_lags,
+        ),
     )
 
 
@@ -210,7 +245,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     try:
         daemon = Daemon(config_from_args(args))
-    except EngineOptionError as exc:
+    except (EngineOptionError, CommandError) as exc:
         log.error("%s", exc)
         return 2
     except (zmq.ZMQError, OSError) as exc:

@@ -24,7 +24,7 @@ from service.control import ControlServer
 from service.engine_loop import EngineLoop
 from service.ingest import Ingest
 from service.mailbox import Mailbox, Policy
-from service.protocol import SeriesMarker, StatusMessage
+from service.protocol import MsdSettings, SeriesMarker, StatusMessage
 from service.publisher import Publisher
 from service.record import RecordWriter
 from service.stats import DaemonCollector, Stats
@@ -60,6 +60,7 @@ class DaemonConfig:
     preview_hz: float = 10.0
     preview_max_side: int = 256
     status_interval_s: float = 1.0
+    msd: MsdSettings = field(default_factory=MsdSettings)
 
 
 @functools.cache
@@ -105,6 +106,7 @@ class Daemon:
                 self.publisher.record_event,
                 preview_hz=config.preview_hz,
                 preview_max_side=config.preview_max_side,
+                msd=config.msd,
             )
             self.control = ControlServer(self._context, config.control, self.mailbox, self.stats, self.status)
             self.ingest = Ingest(
@@ -194,6 +196,7 @@ class Daemon:
             pixel_size_nm=self.engine.pixel_size_nm or self.config.pixel_size_nm,
             version=versions().get("lptem-live", "unknown"),
             extra={"engine_errors": s.engine_errors, "control_errors": s.control_errors},
+            diffusion=list(self.engine.statistics.summary),
         )
 
     def _n_objects(self) -> int:

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import cv2
@@ -16,19 +17,22 @@ import numpy.typing as npt
 from engine.api import ObjectInfo, ObjectResult, PromptError, StepResult, Tracker, UnknownObjectError
 from service.mailbox import Mailbox, PendingCommand, QueuedFrame
 from service.protocol import (
+    TOPIC_MSD,
     TOPIC_PREVIEW,
     TOPIC_TRACK,
     Command,
     CommandError,
+    MsdSettings,
     PreviewMessage,
     TrackedObject,
     TrackMessage,
 )
+from service.statistics import LiveStatistics
 from service.stats import Stats
 
 log = logging.getLogger(__name__)
 
-_STATE_CHANGING = frozenset({"add_object", "remove_object", "reset", "set_auto_detect"})
+_STATE_CHANGING = frozenset({"add_object", "remove_object", "reset", "set_auto_detect", "set_msd"})
 
 Publish = Callable[[bytes, Any], None]
 """Hands a message to the publisher thread: (topic, message)."""
@@ -48,6 +52,7 @@ class EngineLoop:
         *,
         preview_hz: float = 10.0,
         preview_max_side: int = 256,
+        msd: MsdSettings | None = None,
     ) -> None:
         self.tracker = tracker
         self._mailbox = mailbox
@@ -56,6 +61,7 @@ class EngineLoop:
         self._record_event = record_event
         self._preview_interval_s = 1.0 / preview_hz if preview_hz > 0 else math.inf
         self._preview_max_side = preview_max_side
+        self.statistics = LiveStatistics(msd)
         self._next_preview = 0.0
         self._last_frame: int | None = None
         self._dropped_total = 0
@@ -99,7 +105,11 @@ class EngineLoop:
         self.object_ids = tuple(o.id for o in result.objects)
         self.pixel_size_nm = item.pixel_size_nm
         self._stats.frame_processed(item.frame.frame, item.frame.t_ns, (t_done_ns - item.t_recv_ns) / 1e9)
-        self._publish(TOPIC_TRACK, self._track_message(item, result, t_done_ns))
+        track = self._track_message(item, result, t_done_ns)
+        self._publish(TOPIC_TRACK, track)
+        self.statistics.add(track)
+        if self.statistics.due():
+            self._publish(TOPIC_MSD, self.statistics.message(track))
         for obj_id in result.added_ids:
             self._record_event({"event": "auto_add", "id": obj_id, "frame": item.frame.frame})
         for obj_id in result.removed_ids:
@@ -170,6 +180,11 @@ class EngineLoop:
             assert command.enabled is not None
             tracker.set_auto_detect(command.enabled)
             return {"auto_detect": command.enabled}
+        if command.name == "set_msd":
+            assert command.msd is not None
+            settings = MsdSettings(**{**asdict(self.statistics.settings), **command.msd})  # validates
+            self.statistics.reconfigure(settings)
+            return {"msd": asdict(settings)}
         raise CommandError(f"command {command.name!r} is not handled by the engine")
 
 

@@ -335,6 +335,9 @@ class StatusMessage:
     pixel_size_nm: float | None
     version: str
     extra: dict[str, Any] = field(default_factory=dict)
+    diffusion: list[dict[str, Any]] = field(default_factory=list)
+    """Per object from the rolling MSD: ``id``, ``D_px2_per_frame``, ``D_nm2_per_s`` (None without a
+    pixel size), ``alpha`` (NaN without a fit)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {"v": PROTOCOL_VERSION, **asdict(self)}
@@ -342,6 +345,53 @@ class StatusMessage:
     @classmethod
     def from_wire(cls, msg: Mapping[str, Any]) -> StatusMessage:
         return cls(**_without_version(msg))
+
+
+@dataclass(frozen=True, slots=True)
+class ParticleMsd:
+    """One object's rolling MSD and its fit MSD = 4 D τ^α (see docs/statistics.md)."""
+
+    id: int
+    msd_px2: list[float]
+    """Time-averaged MSD at each lag, px² (NaN where no pair)."""
+    pairs: list[int]
+    D_px2_per_frame: float
+    D_nm2_per_s: float | None
+    alpha: float
+    fit_lags: list[int]
+    """[first, last] lag used by the fit; [0, 0] without a fit."""
+    r_squared: float
+    note: str | None = None
+    """Why there is no fit, if there is none."""
+
+
+@dataclass(frozen=True, slots=True)
+class MsdMessage:
+    """Topic ``msd`` (default 5 Hz): every object's MSD over the last ``window`` frames."""
+
+    frame: int
+    epoch: int
+    t_ns: int
+    window: int
+    lags: list[int]
+    """Lags, frames."""
+    lag_s: list[float]
+    """Lags, seconds (lags x the frame time measured from the window's timestamps)."""
+    frame_time_s: float
+    irregular: bool
+    """Some frame interval in the window differs from the median by more than 10 %."""
+    pixel_size_nm: float | None
+    particles: tuple[ParticleMsd, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        msg = asdict(self)
+        msg["particles"] = [asdict(p) for p in self.particles]
+        return {"v": PROTOCOL_VERSION, **msg}
+
+    @classmethod
+    def from_wire(cls, msg: Mapping[str, Any]) -> MsdMessage:
+        particles = tuple(ParticleMsd(**p) for p in msg["particles"])
+        return cls(**{**_without_version(msg), "particles": particles})
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,11 +431,14 @@ class PreviewMessage:
         )
 
 
-ResultMessage = TrackMessage | StatusMessage | PreviewMessage
-_RESULT_TYPES: dict[bytes, type[TrackMessage] | type[StatusMessage] | type[PreviewMessage]] = {
+ResultMessage = TrackMessage | StatusMessage | PreviewMessage | MsdMessage
+_RESULT_TYPES: dict[
+    bytes, type[TrackMessage] | type[StatusMessage] | type[PreviewMessage] | type[MsdMessage]
+] = {
     TOPIC_TRACK: TrackMessage,
     TOPIC_STATUS: StatusMessage,
     TOPIC_PREVIEW: PreviewMessage,
+    TOPIC_MSD: MsdMessage,
 }
 
 
@@ -400,7 +453,7 @@ def encode_result(topic: bytes, message: ResultMessage | Mapping[str, Any]) -> l
 
 
 def decode_result(topic: bytes, payload: Buffer) -> ResultMessage | dict[str, Any]:
-    """Decode a published result; topics without a typed message (e.g. ``msd``) come back as dicts."""
+    """Decode a published result; topics without a typed message come back as dicts."""
     msg = msgpack.unpackb(payload, raw=False)
     kind = _RESULT_TYPES.get(bytes(topic))
     return msg if kind is None else kind.from_wire(msg)
@@ -414,6 +467,28 @@ class CommandError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class MsdSettings:
+    """Rolling-MSD settings: ``window`` frames, lags 1..``max_lag`` (or about 16 log-spaced ones up to
+    it), published ``rate_hz`` times a second (0 = never), fitted on the first ``fit_lags`` lags."""
+
+    window: int = 256
+    max_lag: int = 32
+    log_lags: bool = False
+    rate_hz: float = 5.0
+    fit_lags: int = 10
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.window <= 100_000:
+            raise CommandError(f"msd window must be 8..100000 frames, got {self.window}")
+        if not 1 <= self.max_lag < self.window:
+            raise CommandError(f"msd max_lag must be 1..window-1, got {self.max_lag}")
+        if not 0 <= self.rate_hz <= 50:
+            raise CommandError(f"msd rate_hz must be 0..50, got {self.rate_hz}")
+        if not self.fit_lags >= 2:
+            raise CommandError(f"msd fit_lags must be at least 2, got {self.fit_lags}")
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     """A parsed control request. ``name`` is the command; the other fields are its arguments."""
 
@@ -421,9 +496,14 @@ class Command:
     prompt: Prompt | None = None
     obj_id: int | None = None
     enabled: bool | None = None
+    msd: dict[str, Any] | None = None
+    """``set_msd``: the settings to change (validated against MsdSettings when applied)."""
 
 
-COMMANDS = ("add_object", "remove_object", "list_objects", "reset", "status", "ping", "set_auto_detect")
+COMMANDS = (
+    "add_object", "remove_object", "list_objects", "reset", "status", "ping", "set_auto_detect", "set_msd",
+)  # fmt: skip
+_MSD_KEYS = {"window": int, "max_lag": int, "log_lags": bool, "rate_hz": float, "fit_lags": int}
 
 
 def parse_command(raw: Buffer) -> Command:
@@ -444,12 +524,31 @@ def parse_command(raw: Buffer) -> Command:
         if obj_id is None:
             raise CommandError("remove_object needs 'id'")
         return Command(name, obj_id=obj_id)
+    if name == "set_msd":
+        return Command(name, msd=_parse_msd(request))
     if name == "set_auto_detect":
         enabled = request.get("enabled")
         if not isinstance(enabled, bool):
             raise CommandError("set_auto_detect needs 'enabled': true or false")
         return Command(name, enabled=enabled)
     return Command(name)
+
+
+def _parse_msd(request: Mapping[str, Any]) -> dict[str, Any]:
+    changes = {k: v for k, v in request.items() if k != "cmd"}
+    unknown = sorted(set(changes) - set(_MSD_KEYS))
+    if unknown or not changes:
+        raise CommandError(f"set_msd takes one or more of {sorted(_MSD_KEYS)}, got {sorted(changes)}")
+    for key, value in changes.items():
+        kind = _MSD_KEYS[key]
+        ok = (
+            isinstance(value, bool)
+            if kind is bool
+            else (_is_int(value) if kind is int else _is_number(value))
+        )
+        if not ok:
+            raise CommandError(f"set_msd: {key!r} must be {kind.__name__}, got {value!r}")
+    return changes
 
 
 def _optional_id(request: Mapping[str, Any]) -> int | None:

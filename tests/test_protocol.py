@@ -137,7 +137,7 @@ def test_preview_roundtrip():
 
 
 def test_unknown_topic_decodes_to_dict():
-    assert p.decode_result(b"msd", msgpack.packb({"a": 1})) == {"a": 1}
+    assert p.decode_result(b"future-topic", msgpack.packb({"a": 1})) == {"a": 1}
 
 
 # ------------------------------------------------------------------------------------------ control
