@@ -4,6 +4,7 @@ the status heartbeat, and set_msd reconfigures (a bad request changes nothing)."
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ MOVIE = BlobMovie(
 
 def stream(daemon, frames, topics=("track", "msd", "status")):
     ep = daemon.endpoints
-    received = {topic: [] for topic in topics}
+    received: dict[str, list[Any]] = {topic: [] for topic in topics}
     with Subscriber(ep["publish"], topics=topics) as sub, ControlClient(ep["control"]) as control:
         assert sub.wait_connected()
         for blob in range(2):
