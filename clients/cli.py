@@ -47,6 +47,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_sim",
         "simulated LPTEM camera: stream to the daemon, or write a movie with ground truth",
     ),
+    "analyze": (
+        "clients.analyze",
+        "add_analyze_arguments",
+        "run_analyze",
+        "trajectory statistics of a record or a trajectory table: MSD, D, α, VACF, displacements, figures",
+    ),
     "demo": (
         "clients.demo",
         "add_demo_arguments",

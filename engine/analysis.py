@@ -49,17 +49,25 @@ class EnsembleMsd:
     """Weighted by each particle's effective number of measurements (as trackpy.motion.emsd)."""
     particles: npt.NDArray[np.int64]
     """How many particles contribute at each lag."""
+    pairs: npt.NDArray[np.int64]
+    """Displacement pairs behind each lag, summed over particles."""
+
+    def weighted_curve(self) -> MsdCurve:
+        """The weighted ensemble MSD as a curve (for ``fit_power_law``)."""
+        return MsdCurve(self.lags, self.weighted, self.pairs)
 
 
 def ensemble_msd(trajectories: Sequence[F64], max_lag: int) -> EnsembleMsd:
     curves = [msd(t, max_lag) for t in trajectories]
     values = np.array([c.msd for c in curves])
     weights = np.array([msd_weights(t, c) for t, c in zip(trajectories, curves, strict=True)])
+    present = np.isfinite(values)
+    particles = present.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         weighted = np.nansum(values * weights, axis=0) / weights.sum(axis=0)
-        mean = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=0) if len(values) else values
-    lags = np.arange(1, max_lag + 1)
-    return EnsembleMsd(lags, np.asarray(mean), np.asarray(weighted), np.isfinite(values).sum(axis=0))
+        mean = np.where(particles > 0, np.where(present, values, 0.0).sum(axis=0) / particles, np.nan)
+    pairs = np.array([c.pairs for c in curves]).sum(axis=0)
+    return EnsembleMsd(np.arange(1, max_lag + 1), mean, weighted, particles, pairs)
 
 
 def velocity_autocorrelation(trajectories: Sequence[F64], max_lag: int) -> tuple[F64, npt.NDArray[np.int64]]:
@@ -76,7 +84,7 @@ def velocity_autocorrelation(trajectories: Sequence[F64], max_lag: int) -> tuple
             counts[tau] += int(ok.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(counts > 0, sums / counts, np.nan)
-    return mean / mean[0], counts
+        return mean / mean[0], counts
 
 
 @dataclass(frozen=True, slots=True)
