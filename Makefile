@@ -66,6 +66,7 @@ bench: $(STAMP_TEST)
 	$(PY) benchmarks/classical.py
 	$(PY) benchmarks/simulator.py
 	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/msd.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

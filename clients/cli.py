@@ -41,6 +41,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_status",
         "show the daemon's counters, rates and objects",
     ),
+    "msd": (
+        "clients.commands",
+        "add_msd_arguments",
+        "run_msd",
+        "show or change the live MSD settings (window, lags, rate, fit range)",
+    ),
     "sim": (
         "clients.simcam",
         "add_sim_arguments",

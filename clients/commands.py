@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clients.control import ControlClient, ControlError
@@ -86,15 +87,23 @@ def _prompt(client: ControlClient, args: argparse.Namespace) -> dict[str, Any]:
     return {"objects": client.list_objects()}
 
 
-def run_prompt(args: argparse.Namespace) -> int:
+def _ask(
+    args: argparse.Namespace, request: Callable[[ControlClient], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Run ``request`` against the daemon; None (after logging why) if it was refused or unanswered."""
     try:
         with ControlClient(args.control, timeout_s=args.timeout) as client:
-            result = _prompt(client, args)
+            return request(client)
     except ControlError as exc:
         log.error("refused: %s", exc)
-        return 1
     except TimeoutError as exc:
         log.error("%s (is the daemon running?)", exc)
+    return None
+
+
+def run_prompt(args: argparse.Namespace) -> int:
+    result = _ask(args, lambda client: _prompt(client, args))
+    if result is None:
         return 1
     if args.json:
         print(json.dumps(result))
@@ -135,8 +144,58 @@ def format_status(s: StatusMessage) -> str:
             f"  latency p50 {p50} ms  p99 {p99} ms",
             f"objects  {s.objects or 'none'}  auto-detect {'on' if s.auto_detect else 'off'}"
             f"  last frame {s.last_frame}  pixel {pixel}",
+            *_format_diffusion(s),
         ]
     )
+
+
+def _format_diffusion(s: StatusMessage) -> list[str]:
+    """The msd settings and, per object, D and α of the rolling MSD fit (docs/statistics.md)."""
+    settings = s.extra.get("msd")
+    lines = []
+    if settings:
+        lags = f"{'log-spaced ' if settings['log_lags'] else ''}lags 1..{settings['max_lag']}"
+        lines.append(
+            f"msd      window {settings['window']} frames  {lags}  fit on {settings['fit_lags']} lags"
+            f"  published at {settings['rate_hz']:g} Hz"
+        )
+    for d in s.diffusion:
+        nm = d.get("D_nm2_per_s")
+        d_nm = f"{nm:.4g} nm²/s^α" if nm is not None else "- nm²/s^α"
+        lines.append(
+            f"  id {d['id']:>5}  D {d['D_px2_per_frame']:.4g} px²/frame^α  {d_nm}  α {d['alpha']:.3f}"
+        )
+    return lines
+
+
+MSD_OPTIONS = {"window": "window", "lags": "max_lag", "log_lags": "log_lags", "rate": "rate_hz",
+               "fit_lags": "fit_lags"}  # fmt: skip
+"""``lptem msd`` option -> ``set_msd`` key."""
+
+
+def add_msd_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", type=int, metavar="FRAMES", help="rolling window, frames (8..100000)")
+    parser.add_argument("--lags", type=int, metavar="L", help="lags 1..L, frames (L < window)")
+    parser.add_argument("--log-lags", choices=("on", "off"), help="about 16 log-spaced lags up to L")
+    parser.add_argument("--rate", type=float, metavar="HZ", help="msd messages per second, 0 = off (<= 50)")
+    parser.add_argument("--fit-lags", type=int, metavar="N", help="fit MSD = 4 D t^alpha on the first N lags")
+    add_control_argument(parser)
+
+
+def run_msd(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {
+        key: getattr(args, option) for option, key in MSD_OPTIONS.items() if getattr(args, option) is not None
+    }
+    if "log_lags" in changes:
+        changes["log_lags"] = changes["log_lags"] == "on"
+    settings = _ask(
+        args,
+        lambda client: client.set_msd(**changes) if changes else dict(client.status().extra.get("msd", {})),
+    )
+    if settings is None:
+        return 1
+    print(json.dumps(settings) if args.json else ", ".join(f"{k} {v}" for k, v in settings.items()))
+    return 0
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:

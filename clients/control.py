@@ -97,6 +97,11 @@ class ControlClient:
     def set_auto_detect(self, enabled: bool) -> None:
         self.request("set_auto_detect", enabled=enabled)
 
+    def set_msd(self, **settings: Any) -> dict[str, Any]:
+        """Change the live-statistics settings (``window``, ``max_lag``, ``log_lags``, ``rate_hz``,
+        ``fit_lags``); returns all of them as now applied. The rolling window starts empty."""
+        return dict(self.request("set_msd", **settings)["msd"])
+
     def close(self) -> None:
         self._socket.close()
         if self._own_context:

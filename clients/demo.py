@@ -123,8 +123,9 @@ def run_demo(args: argparse.Namespace) -> int:
     with DaemonProcess(
         *engine_arguments(args, demo.out / "record"), log_file=demo.out / "daemon.log"
     ) as daemon:
-        with Subscriber(daemon.publish) as subscriber:
+        with Subscriber(daemon.publish, topics=("track", "msd")) as subscriber:
             subscriber.on("track", demo.view.on_track)
+            subscriber.on("msd", demo.view.on_msd)
             subscriber.wait_connected(10.0)
             subscriber.start()
             demo.stream(daemon.ingest)
@@ -145,7 +146,7 @@ class Demo:
         self.n_frames = max(1, round(args.seconds * args.fps))
         self.simulator = simulator_for(args)
         self.truth = _Truth(contact_px=CONTACT * args.width_nm / args.pixel_size_nm)
-        self.view = LiveView(args.pixel_size_nm, 1.0 / args.fps)
+        self.view = LiveView(args.pixel_size_nm)
 
     def describe(self) -> str:
         a = self.args

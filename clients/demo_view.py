@@ -1,33 +1,29 @@
-"""The demo's live terminal view: frames, rate, latency, and per particle its position and D so far."""
+"""The demo's live terminal view: frames, rate, latency, and per particle its position and its D and α
+from the daemon's ``msd`` topic (the rolling MSD over the last 256 frames)."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
-from collections import deque
 from typing import TextIO
 
 import numpy as np
 
 from clients.subscriber import Received
-from engine.msd import fit_power_law, msd, positions_by_frame
-from service.protocol import TrackMessage
-
-_HISTORY = 500  # frames of each particle kept for the running D estimate
+from service.protocol import MsdMessage, ParticleMsd, TrackMessage
 
 
 class LiveView:
-    """Fed by ``on_track`` (subscriber thread) and ``sent`` (camera thread); ``run`` redraws it."""
+    """Fed by ``on_track`` / ``on_msd`` (subscriber thread) and ``sent`` (camera thread); ``run`` redraws."""
 
-    def __init__(self, pixel_size_nm: float, frame_time_s: float, stream: TextIO | None = None) -> None:
+    def __init__(self, pixel_size_nm: float, stream: TextIO | None = None) -> None:
         self.pixel_size_nm = pixel_size_nm
-        self.frame_time_s = frame_time_s
         self.stream = stream or sys.stdout
         self.latencies_s: list[float] = []
         self.frames_received = 0
         self.frames_sent = 0
-        self._history: dict[int, deque[tuple[int, float, float]]] = {}
+        self._diffusion: dict[int, ParticleMsd] = {}
         self._last: TrackMessage | None = None
         self._lock = threading.Lock()
         self._drawn = 0
@@ -40,9 +36,11 @@ class LiveView:
             self.latencies_s.append(received.latency().total_s)
             self.frames_received += 1
             self._last = track
-            for o in track.objects:
-                if o.visible:
-                    self._history.setdefault(o.id, deque(maxlen=_HISTORY)).append((track.frame, o.x, o.y))
+
+    def on_msd(self, received: Received) -> None:
+        message: MsdMessage = received.message
+        with self._lock:
+            self._diffusion = {p.id: p for p in message.particles}
 
     def sent(self) -> None:
         self.frames_sent += 1
@@ -57,7 +55,7 @@ class LiveView:
         with self._lock:
             latencies = np.array(self.latencies_s[-200:]) * 1e3
             last = self._last
-            history = {k: list(v) for k, v in self._history.items()}
+            diffusion = dict(self._diffusion)
             received = self.frames_received
         elapsed = time.monotonic() - self._start
         p50 = f"{np.median(latencies):.1f} ms" if latencies.size else "-"
@@ -67,19 +65,11 @@ class LiveView:
         ]
         if last is not None:
             for o in last.objects:
-                d = self._running_diffusion(history.get(o.id, []))
+                d = _diffusion_text(diffusion.get(o.id))
                 where = f"x {o.x * self.pixel_size_nm:8.1f} nm  y {o.y * self.pixel_size_nm:8.1f} nm"
                 state = "visible" if o.visible else "lost   "
                 lines.append(f"  particle {o.id:>3}  {where}  {state}  D {d}")
         return lines
-
-    def _running_diffusion(self, points: list[tuple[int, float, float]]) -> str:
-        if len(points) < 20:
-            return "-"
-        frames = [p[0] for p in points]
-        xy = np.array([(p[1], p[2]) for p in points]) * self.pixel_size_nm
-        fit = fit_power_law(msd(positions_by_frame(frames, xy)[1], 10), self.frame_time_s)
-        return f"{fit.diffusion:7.1f} nm²/s" if fit.ok else "-"
 
     def draw(self, total: int) -> None:
         lines = self.lines(total)
@@ -93,3 +83,9 @@ class LiveView:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+def _diffusion_text(p: ParticleMsd | None) -> str:
+    if p is None or p.D_nm2_per_s is None:
+        return "-"
+    return f"{p.D_nm2_per_s:7.1f} nm²/s^α  α {p.alpha:4.2f}"

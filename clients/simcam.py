@@ -66,7 +66,13 @@ class StreamSummary:
 
 class SimulatedCamera:
     """A Simulator behind a FrameSender, paced by an absolute frame clock (``fps=None``: as fast as
-    the daemon accepts frames, which is lossless against ``--policy queue``)."""
+    the daemon accepts frames, which is lossless against ``--policy queue``).
+
+    Each frame's ``t_ns`` is its simulated acquisition time: the wall clock at the start plus the
+    simulator's ``t_s``, as a real camera stamps exposures. Frame times measured from the stamps
+    (the daemon's MSD in seconds) then match the simulated physics even when sending falls behind;
+    a late frame shows as camera→daemon latency, and unpaced (``fps=None``) stamps run at the
+    simulated rate, not the sending rate, so their latencies mean nothing."""
 
     def __init__(self, simulator: Simulator, sender: FrameSender, fps: float | None) -> None:
         self.simulator = simulator
@@ -84,7 +90,7 @@ class SimulatedCamera:
         """Send frames until ``n_frames`` (None: until ``stop``). ``on_frame`` sees each frame and its
         ground truth right after it was sent."""
         self.sender.start(simulator=self.simulator.metadata())
-        t0, sent, late = time.perf_counter(), 0, 0
+        t0, start_ns, sent, late = time.perf_counter(), time.time_ns(), 0, 0
         period = 1.0 / self.fps if self.fps else 0.0
         while not stop.is_set() and (n_frames is None or sent < n_frames):
             frame = self.simulator.next(want_labels=False)
@@ -93,7 +99,7 @@ class SimulatedCamera:
                 time.sleep(wait)
             elif period and wait < -period:
                 late += 1
-            self.sender.send(frame.image, t_ns=None)
+            self.sender.send(frame.image, t_ns=start_ns + round(frame.t_s * 1e9))
             sent += 1
             if on_frame is not None:
                 on_frame(frame)

@@ -62,7 +62,7 @@ def track_latency(track: TrackMessage, t_client_ns: int) -> Latency:
 class Received:
     topic: str
     message: Any
-    """TrackMessage, StatusMessage or PreviewMessage for those topics; a dict for others."""
+    """TrackMessage, StatusMessage, PreviewMessage or MsdMessage for those topics; a dict for others."""
     t_client_ns: int
 
     def latency(self) -> Latency:

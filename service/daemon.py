@@ -11,7 +11,7 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,11 @@ class Daemon:
             last_frame=s.last_frame,
             pixel_size_nm=self.engine.pixel_size_nm or self.config.pixel_size_nm,
             version=versions().get("lptem-live", "unknown"),
-            extra={"engine_errors": s.engine_errors, "control_errors": s.control_errors},
+            extra={
+                "engine_errors": s.engine_errors,
+                "control_errors": s.control_errors,
+                "msd": asdict(self.engine.statistics.settings),
+            },
             diffusion=list(self.engine.statistics.summary),
         )
 

@@ -26,7 +26,7 @@ def lptem(*args, timeout=60):
 def test_help_lists_every_command_and_each_has_help():
     top = lptem("--help")
     assert top.returncode == 0
-    for command in ("serve", "replay", "record", "prompt", "status", "demo"):
+    for command in ("serve", "replay", "record", "prompt", "status", "msd", "sim", "analyze", "demo"):
         assert command in top.stdout
         sub = lptem(command, "--help")
         assert sub.returncode == 0, sub.stderr
@@ -77,6 +77,27 @@ def test_prompt_and_status_commands():
         assert as_json["objects"] == [1, 4]
         assert lptem("prompt", "--reset", *c).returncode == 0
         assert lptem("prompt", "--list", *c).stdout.strip() == "no objects tracked"
+
+
+def test_msd_command_shows_and_changes_the_live_statistics_settings():
+    with DaemonProcess("--msd-window", "128") as daemon:
+        c = ("--control", daemon.control)
+        shown = json.loads(lptem("msd", "--json", *c).stdout)
+        assert shown == {"window": 128, "max_lag": 32, "log_lags": False, "rate_hz": 5.0, "fit_lags": 10}
+        changed = lptem(
+            "msd", "--window", "512", "--lags", "64", "--log-lags", "on", "--rate", "2", "--json", *c
+        )
+        assert changed.returncode == 0, changed.stderr
+        expected = {"window": 512, "max_lag": 64, "log_lags": True, "rate_hz": 2.0, "fit_lags": 10}
+        assert json.loads(changed.stdout) == expected
+        refused = lptem("msd", "--lags", "600", *c)
+        assert refused.returncode == 1
+        assert "max_lag must be 1..window-1" in refused.stderr
+        assert json.loads(lptem("msd", "--json", *c).stdout) == expected  # a refused request changed nothing
+        status = lptem("status", *c).stdout
+        assert (
+            "msd      window 512 frames  log-spaced lags 1..64  fit on 10 lags  published at 2 Hz" in status
+        )
 
 
 def test_status_without_a_daemon_says_so():

@@ -65,6 +65,7 @@ def test_sim_streams_to_the_daemon_like_a_camera(tmp_path):
         assert wait_processed(d.control, 40)
     rec = read_record(record)
     assert list(rec.frames["frame"]) == list(range(40))
+    assert set(np.diff(rec.frames["t_ns"])) <= {4_999_999, 5_000_000, 5_000_001}  # exposures at 200 fps
     start = next(e for e in rec.events if e["event"] == "start")
     assert start["series"] == "sim-3"
     assert start["meta"]["simulator"]["seed"] == 3  # the simulator's parameters travel with the series
