@@ -363,6 +363,8 @@ class ParticleMsd:
     r_squared: float
     note: str | None = None
     """Why there is no fit, if there is none."""
+    msd_nm2: list[float] | None = None
+    """``msd_px2`` in nm² (None without a pixel size)."""
 
 
 @dataclass(frozen=True, slots=True)

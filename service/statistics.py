@@ -95,4 +95,5 @@ class LiveStatistics:
             fit_lags=list(fit.lags_used),
             r_squared=fit.r_squared,
             note=fit.reason,
+            msd_nm2=None if pixel_nm is None else [float(v) * pixel_nm**2 for v in curve.msd],
         )

@@ -66,6 +66,8 @@ def test_msd_topic_equals_the_batch_msd_of_the_published_tracks(make_daemon):
         _, dense = positions_by_frame([r[0] for r in rows], [r[1:] for r in rows])
         batch = msd(dense, 16)
         np.testing.assert_allclose(particle.msd_px2, batch.msd, rtol=1e-9)
+        assert particle.msd_nm2 is not None
+        np.testing.assert_allclose(np.array(particle.msd_nm2), batch.msd * 0.5**2, rtol=1e-9)  # 0.5 nm/px
         assert particle.pairs == batch.pairs.tolist()
         assert particle.D_px2_per_frame == pytest.approx(1.5**2 / 2, rel=0.35)  # 64 frames: a rough estimate
         assert particle.D_nm2_per_s == pytest.approx(particle.D_px2_per_frame * 0.25 / 0.02**particle.alpha)
