@@ -3,16 +3,17 @@
 Reads an lptem record folder, SAM-EM's ``trajectories.csv`` (frame, particle_id, x, y, angle) or a
 trackpy table (frame, particle, x, y; CSV or Parquet). Writes into ``--out``:
 
-    msd_per_particle.csv   particle, lag, lag_s, msd, pairs
-    fits.csv               particle, frames, D, alpha, fitted lags, r² (MSD = 4 D τ^α)
-    ensemble_msd.csv       lag, lag_s, mean over particles, trackpy-weighted mean (emsd), particles, pairs
-    vacf.csv               lag, lag_s, velocity autocorrelation, pairs
-    displacements.csv      lag, n, s.d. and excess kurtosis of the x and y displacement components
-    summary.json           units, per-particle and ensemble fits
+    msd_per_particle.csv   particle, lag, lag_s, msd_nm2, pairs
+    fits.csv               particle, frames, D_nm2_per_s_alpha, alpha, fitted lags, r² (MSD = 4 D τ^α)
+    ensemble_msd.csv       lag, lag_s, mean_nm2 (over particles), weighted_nm2 (emsd), particles, pairs
+    vacf.csv               lag, lag_s, vacf, pairs
+    displacements.csv      lag, n, sd_x_nm, sd_y_nm, kurtosis_x, kurtosis_y (excess)
+    summary.json           units, column names, per-particle and ensemble fits (null where undefined)
     *.png                  the same as figures, plus trajectories coloured by time and angle traces
 
 Lengths are nm when the pixel size is known (records carry it when the camera sent it), else px; times
-are s when the frame time is known (records carry frame timestamps), else frames. Definitions in
+are s when the frame time is known (records carry frame timestamps), else frames; the units are in the
+column names (px2, lag_frames, D_px2_per_frame_alpha, ...). Lags are always in frames. Definitions in
 docs/statistics.md.
 """
 
@@ -20,143 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from clients.analyze_input import MAX_LAG_FRAMES, AnalyzeError, Trajectories, load, log
 from engine.analysis import Displacements, EnsembleMsd, displacements, ensemble_msd, velocity_autocorrelation
-from engine.msd import PowerLawFit, fit_power_law, msd, positions_by_frame
-
-log = logging.getLogger("lptem.analyze")
-
-EPOCH_GAP_FRAMES = 100_000
-"""Frames left empty between camera epochs of a record, so that no MSD pair spans a restart."""
-
-
-class AnalyzeError(ValueError):
-    """Input that cannot be analysed; the message says why."""
-
-
-@dataclass(frozen=True)
-class Trajectories:
-    table: pd.DataFrame
-    """Columns frame, particle, x, y (px) and, if known, angle (degrees). Records add shown_frame,
-    the frame count for time axes without the gaps that separate camera epochs."""
-    pixel_size_nm: float | None
-    frame_time_s: float | None
-    source: str
-
-    @property
-    def length_unit(self) -> str:
-        return "nm" if self.pixel_size_nm else "px"
-
-    @property
-    def time_unit(self) -> str:
-        return "s" if self.frame_time_s else "frame"
-
-    def scale(self) -> float:
-        """Length unit per pixel."""
-        return self.pixel_size_nm or 1.0
-
-    def dt(self) -> float:
-        """Time unit per frame."""
-        return self.frame_time_s or 1.0
-
-    def times(self, rows: pd.DataFrame) -> np.ndarray:
-        """Time of ``rows`` (time unit) for plotting."""
-        frames = rows["shown_frame"] if "shown_frame" in rows.columns else rows["frame"]
-        return np.asarray(frames.to_numpy(dtype=np.float64) * self.dt())
-
-    def has_angles(self) -> bool:
-        return "angle" in self.table.columns and bool(self.table["angle"].notna().any())
-
-    def dense(self, min_frames: int) -> dict[int, np.ndarray]:
-        """Per particle with at least ``min_frames`` positions: (n_frames, 2) positions in the length
-        unit, NaN in gaps."""
-        out = {}
-        for particle, rows in self.table.groupby("particle"):
-            if len(rows) >= min_frames:
-                _, xy = positions_by_frame(rows["frame"], rows[["x", "y"]].to_numpy() * self.scale())
-                out[int(particle)] = xy
-        return out
-
-
-# ---------------------------------------------------------------------------------------------- input
-
-
-def load(path: Path, pixel_size_nm: float | None = None, fps: float | None = None) -> Trajectories:
-    """Read a record folder or a trajectory table; ``pixel_size_nm`` / ``fps`` override what it carries."""
-    if path.is_dir():
-        return _load_record(path, pixel_size_nm, fps)
-    if not path.exists():
-        raise AnalyzeError(f"{path}: no such file or folder")
-    table = _read_table(path)
-    if "particle_id" in table.columns and "particle" not in table.columns:
-        table = table.rename(columns={"particle_id": "particle"})  # SAM-EM's layout
-    missing = {"frame", "particle", "x", "y"} - set(table.columns)
-    if missing:
-        raise AnalyzeError(f"{path}: missing columns {sorted(missing)} (has {list(table.columns)})")
-    columns = ["frame", "particle", "x", "y"] + (["angle"] if "angle" in table.columns else [])
-    table = table[columns].dropna(subset=["frame", "particle", "x", "y"])
-    if table.duplicated(["frame", "particle"]).any():
-        raise AnalyzeError(f"{path}: a particle appears twice in one frame")
-    return Trajectories(
-        table.astype({"frame": "int64", "particle": "int64"}),
-        pixel_size_nm,
-        1 / fps if fps else None,
-        str(path),
-    )
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except (ValueError, OSError) as exc:  # pandas' parser errors are ValueErrors
-        raise AnalyzeError(f"{path}: unreadable ({exc})") from exc
-
-
-def _load_record(folder: Path, pixel_size_nm: float | None, fps: float | None) -> Trajectories:
-    from service.record import read_record  # noqa: PLC0415 - only for record folders
-
-    if (folder / "trajectories.parquet").exists():
-        tracks = pd.read_parquet(folder / "trajectories.parquet")
-        frames = pd.read_parquet(folder / "frames.parquet")
-    elif (folder / "record.msgpack").exists():
-        record = read_record(folder)
-        tracks, frames = record.tracks, record.frames
-    else:
-        raise AnalyzeError(f"{folder}: not an lptem record (no trajectories.parquet or record.msgpack)")
-    seen = tracks[tracks["visible"]].rename(columns={"theta_deg": "angle"})
-    if seen.empty:
-        raise AnalyzeError(f"{folder}: the record holds no visible object")
-    frames_per_epoch = int(tracks["frame"].max()) + 1
-    epoch_rank = seen["epoch"].rank(method="dense").astype("int64") - 1
-    seen = seen.assign(
-        frame=seen["frame"] + epoch_rank * (frames_per_epoch + EPOCH_GAP_FRAMES),
-        shown_frame=seen["frame"] + epoch_rank * frames_per_epoch,
-    )
-    if pixel_size_nm is None and seen["x_nm"].notna().any():
-        pixel_size_nm = float((seen["x_nm"] / seen["x"]).replace([np.inf, -np.inf], np.nan).dropna().median())
-    frame_time = 1 / fps if fps else _frame_time(frames)
-    table = seen[["frame", "particle", "x", "y", "angle", "shown_frame"]].reset_index(drop=True)
-    return Trajectories(table, pixel_size_nm, frame_time, str(folder))
-
-
-def _frame_time(frames: pd.DataFrame) -> float | None:
-    """Median camera time per frame (s) from the timestamps of the first epoch."""
-    if len(frames) < 2:
-        return None
-    first = frames[frames["epoch"] == frames["epoch"].iloc[0]].sort_values("frame")
-    steps = np.diff(first["frame"].to_numpy())
-    if len(first) < 2 or not (steps > 0).any():
-        return None
-    per_frame = np.diff(first["t_ns"].to_numpy())[steps > 0] / steps[steps > 0] / 1e9
-    value = float(np.median(per_frame))
-    return value if value > 0 else None
-
+from engine.msd import PowerLawFit, fit_power_law, msd
 
 # ---------------------------------------------------------------------------------------- statistics
 
@@ -167,6 +41,7 @@ class Analysis:
     fits: pd.DataFrame
     """One row per particle: particle, frames, D, alpha, fit_first_lag, fit_last_lag, r_squared, note."""
     per_particle: pd.DataFrame
+    """particle, lag (frames), tau (time unit), msd (length unit²), pairs."""
     ensemble: EnsembleMsd
     ensemble_fit: PowerLawFit
     vacf: np.ndarray
@@ -193,7 +68,7 @@ def analyze(
                 {
                     "particle": particle,
                     "lag": curve.lags,
-                    "lag_s": curve.lags * dt,
+                    "tau": curve.lags * dt,
                     "msd": curve.msd,
                     "pairs": curve.pairs,
                 }
@@ -240,7 +115,7 @@ def write_tables(result: Analysis, out: Path) -> list[str]:
         "ensemble_msd.csv": pd.DataFrame(
             {
                 "lag": e.lags,
-                "lag_s": e.lags * dt,
+                "tau": e.lags * dt,
                 "mean": e.mean,
                 "weighted": e.weighted,
                 "particles": e.particles,
@@ -248,14 +123,41 @@ def write_tables(result: Analysis, out: Path) -> list[str]:
             }
         ),
         "vacf.csv": pd.DataFrame(
-            {"lag": lags, "lag_s": lags * dt, "vacf": result.vacf, "pairs": result.vacf_pairs}
+            {"lag": lags, "tau": lags * dt, "vacf": result.vacf, "pairs": result.vacf_pairs}
         ),
         "displacements.csv": pd.DataFrame([_displacement_row(m) for m in result.displacements]),
     }
+    units = _unit_columns(result.data)
     for name, table in tables.items():
-        table.to_csv(out / name, index=False)
-    (out / "summary.json").write_text(json.dumps(_summary(result), indent=1, default=_json_number))
+        table.rename(columns=units).to_csv(out / name, index=False)
+    summary = json.dumps(_without_nan(_summary(result)), indent=1, allow_nan=False, default=_json_number)
+    (out / "summary.json").write_text(summary)
     return [*tables, "summary.json"]
+
+
+def _unit_columns(data: Trajectories) -> dict[str, str]:
+    """Internal column -> CSV column with its unit in the name (lag and frame columns are frames)."""
+    length, msd_unit = data.length_unit, data.msd_unit
+    return {
+        "tau": data.time_column,
+        "msd": f"msd_{msd_unit}",
+        "mean": f"mean_{msd_unit}",
+        "weighted": f"weighted_{msd_unit}",
+        "D": f"D_{msd_unit}_per_{data.time_unit}_alpha",
+        "sd_x": f"sd_x_{length}",
+        "sd_y": f"sd_y_{length}",
+    }
+
+
+def _without_nan(value: object) -> object:
+    """JSON has no NaN: undefined numbers become null."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _displacement_row(m: Displacements) -> dict[str, float]:
@@ -282,6 +184,7 @@ def _summary(result: Analysis) -> dict[str, object]:
         "time_unit": d.time_unit,
         "model": "MSD = 4 D tau^alpha",
         "D_unit": f"{d.length_unit}^2/{d.time_unit}^alpha",
+        "columns": _unit_columns(d),
         "ensemble": {
             "D": fit.diffusion,
             "alpha": fit.alpha,
@@ -320,8 +223,8 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    if args.max_lag < 1 or args.min_frames < 2:
-        log.error("--max-lag must be >= 1 and --min-frames >= 2")
+    if not 1 <= args.max_lag <= MAX_LAG_FRAMES or args.min_frames < 2:
+        log.error("--max-lag must be 1..%d and --min-frames >= 2", MAX_LAG_FRAMES)
         return 2
     for name in ("pixel_size_nm", "fps"):
         value = getattr(args, name)
@@ -333,13 +236,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze(load(path, args.pixel_size_nm, args.fps), args.max_lag, args.min_frames)
         files = write_tables(result, out)
+        if not args.no_figures:
+            from clients.analyze_figures import write_figures  # noqa: PLC0415 - matplotlib only when needed
+
+            files += write_figures(result, out)
     except (AnalyzeError, OSError) as exc:
         log.error("%s", exc)
         return 2
-    if not args.no_figures:
-        from clients.analyze_figures import write_figures  # noqa: PLC0415 - matplotlib only when needed
-
-        files += write_figures(result, out)
     _print_report(result)
     print(f"{len(files)} files in {out}/: {', '.join(files)}")
     return 0
@@ -347,7 +250,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def _print_report(result: Analysis) -> None:
     d = result.data
-    unit = f"{d.length_unit}²/{d.time_unit}^α"
+    unit = d.diffusion_unit
     print(f"{len(result.fits)} trajectories from {d.source}")
     print(
         f"  pixel size {d.pixel_size_nm or 'unknown'} nm/px, frame time "

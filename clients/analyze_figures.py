@@ -12,7 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from clients.analyze import Analysis, Trajectories
+from clients.analyze import Analysis
+from clients.analyze_input import Trajectories
+from engine.analysis import Displacements
 
 
 def write_figures(result: Analysis, out: Path) -> list[str]:
@@ -39,9 +41,9 @@ def _msd(out: Path, result: Analysis) -> str:
     table = result.per_particle
     for fit in result.fits.itertuples():
         rows = table[table["particle"] == fit.particle]
-        line = ax.loglog(rows["lag_s"], rows["msd"], ".", ms=3, label=f"{fit.particle}")[0]
+        line = ax.loglog(rows["tau"], rows["msd"], ".", ms=3, label=f"{fit.particle}")[0]
         if np.isfinite(fit.D):
-            tau = rows["lag_s"].to_numpy()[fit.fit_first_lag - 1 : fit.fit_last_lag]
+            tau = rows["tau"].to_numpy()[fit.fit_first_lag - 1 : fit.fit_last_lag]
             ax.loglog(tau, 4 * fit.D * tau**fit.alpha, color=line.get_color(), lw=0.8)
     ax.set(
         xlabel=f"lag / {time}", ylabel=f"MSD / {length}²", title="Time-averaged MSD per particle, with fits"
@@ -86,28 +88,28 @@ def _displacements(out: Path, result: Analysis) -> str:
     moves = result.displacements
     fig, axes = plt.subplots(1, len(moves), figsize=(4 * len(moves), 3.6), squeeze=False)
     for ax, m in zip(axes[0], moves, strict=True):
-        values = np.concatenate([m.dx, m.dy])
-        if values.size:
-            sd = float(np.std(values))
-            bins = np.linspace(-4 * sd, 4 * sd, 61) if sd > 0 else 30
-            ax.hist(values, bins=bins, density=True, alpha=0.6, label="Δx and Δy")
-            grid = np.linspace(-4 * sd, 4 * sd, 200)
-            if sd > 0:
-                ax.plot(
-                    grid,
-                    np.exp(-(grid**2) / (2 * sd**2)) / (sd * np.sqrt(2 * np.pi)),
-                    "k-",
-                    lw=1,
-                    label="Gaussian, same s.d.",
-                )
-                ax.set_yscale("log")
-        kx, ky = m.excess_kurtosis()
-        ax.set(
-            xlabel=f"displacement / {result.data.length_unit}",
-            title=f"lag {m.lag}: excess kurtosis {kx:.2f}, {ky:.2f}",
-        )
-        ax.legend(fontsize=6)
+        _displacement_histogram(ax, m, result.data.length_unit)
     return _save(fig, out / "displacements.png")
+
+
+def _displacement_histogram(ax: Any, m: Displacements, length_unit: str) -> None:
+    """Δx and Δy pooled, with the Gaussian of the same s.d. (log scale shows the tails)."""
+    values = np.concatenate([m.dx, m.dy])
+    kx, ky = m.excess_kurtosis()
+    ax.set(xlabel=f"displacement / {length_unit}", title=f"lag {m.lag}: excess kurtosis {kx:.2f}, {ky:.2f}")
+    if values.size == 0:
+        ax.text(0.5, 0.5, "no displacement pairs", ha="center", transform=ax.transAxes)
+        return
+    sd = float(np.std(values))
+    if sd == 0:
+        ax.hist(values, bins=30, label="Δx and Δy")
+    else:
+        ax.hist(values, bins=np.linspace(-4 * sd, 4 * sd, 61), density=True, alpha=0.6, label="Δx and Δy")
+        grid = np.linspace(-4 * sd, 4 * sd, 200)
+        gaussian = np.exp(-(grid**2) / (2 * sd**2)) / (sd * np.sqrt(2 * np.pi))
+        ax.plot(grid, gaussian, "k-", lw=1, label="Gaussian, same s.d.")
+        ax.set_yscale("log")
+    ax.legend(fontsize=6)
 
 
 def _trajectories(out: Path, data: Trajectories) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -160,8 +161,11 @@ def _format_diffusion(s: StatusMessage) -> list[str]:
             f"  published at {settings['rate_hz']:g} Hz"
         )
     for d in s.diffusion:
+        if not math.isfinite(d["alpha"]):
+            lines.append(f"  id {d['id']:>5}  no fit yet (too few positions in the window)")
+            continue
         nm = d.get("D_nm2_per_s")
-        d_nm = f"{nm:.4g} nm²/s^α" if nm is not None else "- nm²/s^α"
+        d_nm = f"{nm:.4g} nm²/s^α" if nm is not None else "- nm²/s^α (pixel size unknown)"
         lines.append(
             f"  id {d['id']:>5}  D {d['D_px2_per_frame']:.4g} px²/frame^α  {d_nm}  α {d['alpha']:.3f}"
         )
@@ -176,7 +180,9 @@ MSD_OPTIONS = {"window": "window", "lags": "max_lag", "log_lags": "log_lags", "r
 def add_msd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, metavar="FRAMES", help="rolling window, frames (8..100000)")
     parser.add_argument("--lags", type=int, metavar="L", help="lags 1..L, frames (L < window)")
-    parser.add_argument("--log-lags", choices=("on", "off"), help="about 16 log-spaced lags up to L")
+    parser.add_argument(
+        "--log-lags", choices=("on", "off"), help="up to 16 log-spaced lags up to L (13 for L = 32)"
+    )
     parser.add_argument("--rate", type=float, metavar="HZ", help="msd messages per second, 0 = off (<= 50)")
     parser.add_argument("--fit-lags", type=int, metavar="N", help="fit MSD = 4 D t^alpha on the first N lags")
     add_control_argument(parser)
@@ -193,6 +199,9 @@ def run_msd(args: argparse.Namespace) -> int:
         lambda client: client.set_msd(**changes) if changes else dict(client.status().extra.get("msd", {})),
     )
     if settings is None:
+        return 1
+    if not settings:
+        log.error("the daemon does not report live-statistics settings (an older lptem-live?)")
         return 1
     print(json.dumps(settings) if args.json else ", ".join(f"{k} {v}" for k, v in settings.items()))
     return 0

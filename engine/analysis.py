@@ -29,11 +29,14 @@ def effective_measurements(n_positions: int, lags: npt.ArrayLike) -> F64:
 
 
 def msd_weights(trajectory: F64, curve: MsdCurve) -> F64:
-    """trackpy's ensemble weights for one trajectory: effective measurements scaled by the share of
-    frames present, zero where the MSD is undefined, rescaled so that their total is unchanged."""
+    """trackpy's ensemble weights for one trajectory: effective measurements at the lags shorter than
+    the trajectory, scaled by the share of frames present, zero where the MSD is undefined, rescaled
+    so that their total is unchanged."""
     span = len(trajectory)
     present = int(np.isfinite(trajectory).all(axis=1).sum())
-    weights = effective_measurements(span, curve.lags) * present / span
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measurements = effective_measurements(span, curve.lags)
+    weights = np.where(curve.lags < span, measurements, 0.0) * present / span
     total = weights.sum()
     weights = np.where(np.isnan(curve.msd), 0.0, weights)
     kept = weights.sum()

@@ -160,7 +160,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     stats.add_argument(
         "--msd-lags", type=int, default=32, metavar="L", help="lags 1..L, frames (default %(default)s)"
     )
-    stats.add_argument("--msd-log-lags", action="store_true", help="about 16 log-spaced lags up to L instead")
+    stats.add_argument(
+        "--msd-log-lags", action="store_true", help="up to 16 log-spaced lags up to L instead (13 for L = 32)"
+    )
     stats.add_argument(
         "--msd-rate",
         type=float,
@@ -173,7 +175,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=10,
         metavar="K",
-        help="fit MSD = 4 D t^alpha on the first K lags (default %(default)s)",
+        help="fit MSD = 4 D t^alpha on the first K >= 3 lags (default %(default)s)",
     )
 
 

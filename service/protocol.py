@@ -470,7 +470,7 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MsdSettings:
-    """Rolling-MSD settings: ``window`` frames, lags 1..``max_lag`` (or about 16 log-spaced ones up to
+    """Rolling-MSD settings: ``window`` frames, lags 1..``max_lag`` (or up to 16 log-spaced ones up to
     it), published ``rate_hz`` times a second (0 = never), fitted on the first ``fit_lags`` lags."""
 
     window: int = 256
@@ -486,8 +486,10 @@ class MsdSettings:
             raise CommandError(f"msd max_lag must be 1..window-1, got {self.max_lag}")
         if not 0 <= self.rate_hz <= 50:
             raise CommandError(f"msd rate_hz must be 0..50, got {self.rate_hz}")
-        if not self.fit_lags >= 2:
-            raise CommandError(f"msd fit_lags must be at least 2, got {self.fit_lags}")
+        if not self.fit_lags >= 3:
+            raise CommandError(
+                f"msd fit_lags must be at least 3 (a power law has 2 parameters), got {self.fit_lags}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

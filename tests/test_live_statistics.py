@@ -3,15 +3,18 @@ the status heartbeat, and set_msd reconfigures (a bad request changes nothing)."
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
 import numpy as np
 import pytest
 
+from clients.commands import format_status
 from clients.control import ControlClient, ControlError
+from clients.demo_view import LiveView
 from clients.sender import FrameSender
-from clients.subscriber import Subscriber
+from clients.subscriber import Received, Subscriber
 from engine.msd import msd, positions_by_frame
 from engine.synthetic import BlobMovie, BlobMovieConfig
 from service.mailbox import Policy
@@ -73,6 +76,26 @@ def test_msd_topic_equals_the_batch_msd_of_the_published_tracks(make_daemon):
         assert particle.D_nm2_per_s == pytest.approx(particle.D_px2_per_frame * 0.25 / 0.02**particle.alpha)
     status: StatusMessage = got["status"][-1]
     assert {d["id"] for d in status.diffusion} == {1, 2}
+    shown_to_people(status, last, tracks[-1])
+
+
+def shown_to_people(status: StatusMessage, last: MsdMessage, track: TrackMessage) -> None:
+    """`lptem status` and the demo's live view print the published D and α."""
+    text = format_status(status)
+    assert "msd      window 64 frames  lags 1..16  fit on 10 lags  published at 50 Hz" in text
+    for d in status.diffusion:
+        assert (
+            f"id {d['id']:>5}  D {d['D_px2_per_frame']:.4g} px²/frame^α  {d['D_nm2_per_s']:.4g} nm²/s^α"
+            in text
+        )
+    view = LiveView(pixel_size_nm=0.5, stream=io.StringIO())
+    view.on_track(Received("track", track, track.t_done_ns))
+    view.on_msd(Received("msd", last, track.t_done_ns))
+    lines = view.lines(total=120)
+    for p in last.particles:
+        assert p.D_nm2_per_s is not None
+        shown = f"D {p.D_nm2_per_s:7.1f} nm²/s^α  α {p.alpha:4.2f}"
+        assert any(f"particle {p.id:>3}" in line and shown in line for line in lines)
 
 
 def test_set_msd_reconfigures_and_bad_requests_change_nothing(make_daemon):

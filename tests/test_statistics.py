@@ -153,7 +153,8 @@ def test_no_fit_without_enough_pairs():
 
 def test_ensemble_weighting_equals_trackpy_emsd():
     rng = np.random.default_rng(9)
-    walks = [with_gaps(random_walk(n, rng), rng, share) for n, share in ((400, 0.0), (250, 0.3), (120, 0.1))]
+    sizes = ((400, 0.0), (250, 0.3), (120, 0.1), (25, 0.0), (12, 0.2))  # some shorter than the lags
+    walks = [with_gaps(random_walk(n, rng), rng, share) for n, share in sizes]
     for w in walks:
         w[0] = w[-1] = 0.0
     ours = ensemble_msd(walks, 30)
@@ -162,7 +163,8 @@ def test_ensemble_weighting_equals_trackpy_emsd():
         warnings.simplefilter("ignore")
         theirs = trackpy.motion.emsd(frames, mpp=1.0, fps=1.0, max_lagtime=30).to_numpy()
     np.testing.assert_allclose(ours.weighted, theirs, rtol=1e-9)
-    assert ours.particles.tolist()[0] == 3
+    assert ours.particles.tolist()[0] == 5
+    assert ours.particles.tolist()[29] == 3
     assert msd_weights(walks[0], msd(walks[0], 30)).sum() > 0
 
 
