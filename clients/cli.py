@@ -47,6 +47,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_msd",
         "show or change the live MSD settings (window, lags, rate, fit range)",
     ),
+    "control": (
+        "clients.control_cli",
+        "add_control_arguments",
+        "run_control",
+        "run a feedback controller: keep a particle centred, or guard the dose by its dynamics",
+    ),
     "sim": (
         "clients.simcam",
         "add_sim_arguments",

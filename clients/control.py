@@ -1,10 +1,10 @@
-"""Control-socket client: prompts, removal, listing, status. Thin typed wrapper over protocol commands."""
+"""Control-socket clients: a REQ client with a timeout, and the daemon's typed commands."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import zmq
 
@@ -12,15 +12,13 @@ from service.protocol import StatusMessage, command_request, decode_reply
 
 
 class ControlError(RuntimeError):
-    """The daemon refused a request; the message is the daemon's ``error``."""
+    """The server refused a request; the message is the server's ``error``."""
 
 
-class ControlClient:
-    """REQ client with a timeout; after a timeout the socket is rebuilt so the next request works.
+class ReqClient:
+    """REQ client with a timeout for msgpack ``{"cmd": ...}`` servers that answer ``{"ok": ...}``.
 
-    The default timeout (15 s) exceeds the daemon's own wait for a busy engine (10 s), after which the
-    daemon refuses a queued command rather than applying it late, so a client that times out has not
-    had its command applied behind its back.
+    After a timeout the socket is rebuilt so the next request works.
     """
 
     def __init__(
@@ -57,6 +55,28 @@ class ControlClient:
         if not reply["ok"]:
             raise ControlError(reply.get("error", "request refused"))
         return reply
+
+    def close(self) -> None:
+        self._socket.close()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ControlClient(ReqClient):
+    """The daemon's control socket: prompts, removal, listing, status, settings.
+
+    The default timeout (15 s) exceeds the daemon's own wait for a busy engine (10 s), after which the
+    daemon refuses a queued command rather than applying it late, so a client that times out has not
+    had its command applied behind its back.
+    """
 
     def ping(self) -> int:
         """Daemon clock, ns since the Unix epoch."""
@@ -101,16 +121,3 @@ class ControlClient:
         """Change the live-statistics settings (``window``, ``max_lag``, ``log_lags``, ``rate_hz``,
         ``fit_lags``); returns all of them as now applied. The rolling window starts empty."""
         return dict(self.request("set_msd", **settings)["msd"])
-
-    def close(self) -> None:
-        self._socket.close()
-        if self._own_context:
-            self._context.term()
-
-    def __enter__(self) -> ControlClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tifffile
+import zmq
 
 from clients.progress import Progress
 from clients.sender import FrameSender
+from clients.sim_control import DEFAULT_SIM_CONTROL, SimControlServer
 from engine.sim.motion import Motion
 from engine.sim.optics import Stack
 from engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
@@ -74,10 +76,18 @@ class SimulatedCamera:
     a late frame shows as camera→daemon latency, and unpaced (``fps=None``) stamps run at the
     simulated rate, not the sending rate, so their latencies mean nothing."""
 
-    def __init__(self, simulator: Simulator, sender: FrameSender, fps: float | None) -> None:
+    def __init__(
+        self,
+        simulator: Simulator,
+        sender: FrameSender,
+        fps: float | None,
+        control: SimControlServer | None = None,
+    ) -> None:
+        """``control``: the simulated microscope's control socket, served between frames."""
         self.simulator = simulator
         self.sender = sender
         self.fps = fps
+        self.control = control
 
     def run(
         self,
@@ -93,10 +103,12 @@ class SimulatedCamera:
         t0, start_ns, sent, late = time.perf_counter(), time.time_ns(), 0, 0
         period = 1.0 / self.fps if self.fps else 0.0
         while not stop.is_set() and (n_frames is None or sent < n_frames):
+            if self.control is not None:
+                self.control.serve()  # changes apply to the frame about to be simulated
             frame = self.simulator.next(want_labels=False)
             wait = t0 + sent * period - time.perf_counter()
             if wait > 0:
-                time.sleep(wait)
+                self._idle(wait)
             elif period and wait < -period:
                 late += 1
             self.sender.send(frame.image, t_ns=start_ns + round(frame.t_s * 1e9))
@@ -107,6 +119,15 @@ class SimulatedCamera:
                 progress.update(sent)
         self.sender.end()
         return StreamSummary(sent, time.perf_counter() - t0, late)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until the next frame is due, answering control requests meanwhile."""
+        if self.control is None:
+            time.sleep(seconds)
+            return
+        deadline = time.perf_counter() + seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            self.control.serve(left)
 
 
 def write_movie(
@@ -180,6 +201,13 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="write movie.tif, truth.parquet and sim.json here instead of streaming",
+    )
+    out.add_argument(
+        "--control",
+        default=DEFAULT_SIM_CONTROL,
+        metavar="ENDPOINT",
+        help="when streaming: the simulated microscope's control socket (REP) for stage moves and beam "
+        "changes, 'none' for no socket (default %(default)s; docs/simulator.md)",
     )
     out.add_argument("--labels", action="store_true", help="with --out: also write labels.tif")
     out.add_argument(
@@ -321,8 +349,20 @@ def run_sim(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     progress = Progress(args.frames, "sent", enabled=False if args.no_progress else None)
-    with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}") as sender:
-        summary = SimulatedCamera(simulator, sender, args.fps).run(args.frames, stop, progress=progress)
+    try:
+        control = None if args.control == "none" else SimControlServer(simulator, args.control)
+    except zmq.ZMQError as exc:
+        log.error("cannot bind the control socket %s: %s", args.control, exc)
+        return 1
+    if control is not None:
+        log.info("stage and beam control at %s", control.endpoint)
+    try:
+        with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}") as sender:
+            camera = SimulatedCamera(simulator, sender, args.fps, control)
+            summary = camera.run(args.frames, stop, progress=progress)
+    finally:
+        if control is not None:
+            control.close()
     progress.close()
     print(f"sent {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.late_frames} late)")
     return 0

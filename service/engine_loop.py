@@ -131,6 +131,7 @@ class EngineLoop:
             objects=tuple(_wire_object(o, scale) for o in result.objects),
             pixel_size_nm=scale,
             series=item.series,
+            shape=(int(item.frame.pixels.shape[0]), int(item.frame.pixels.shape[1])),
         )
 
     def _preview(self, item: QueuedFrame, labels: npt.NDArray[np.uint16]) -> PreviewMessage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -287,6 +287,8 @@ class TrackMessage:
     objects: tuple[TrackedObject, ...]
     pixel_size_nm: float | None = None
     series: str | int | None = None
+    shape: tuple[int, int] | None = None
+    """The frame's [rows, cols], px."""
 
     def to_wire(self) -> dict[str, Any]:
         msg = asdict(self)
@@ -296,10 +298,11 @@ class TrackMessage:
     @classmethod
     def from_wire(cls, msg: Mapping[str, Any]) -> TrackMessage:
         objects = tuple(
-            TrackedObject(**{**o, "bbox": tuple(o["bbox"])})  # msgpack gives lists
+            TrackedObject(**{**_known(TrackedObject, o), "bbox": tuple(o["bbox"])})  # msgpack gives lists
             for o in msg["objects"]
         )
-        return cls(**{**_without_version(msg), "objects": objects})
+        shape = tuple(msg["shape"]) if msg.get("shape") is not None else None
+        return cls(**{**_known(cls, msg), "objects": objects, "shape": shape})
 
 
 def _object_to_wire(obj: TrackedObject) -> dict[str, Any]:
@@ -344,7 +347,7 @@ class StatusMessage:
 
     @classmethod
     def from_wire(cls, msg: Mapping[str, Any]) -> StatusMessage:
-        return cls(**_without_version(msg))
+        return cls(**_known(cls, msg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,8 +395,8 @@ class MsdMessage:
 
     @classmethod
     def from_wire(cls, msg: Mapping[str, Any]) -> MsdMessage:
-        particles = tuple(ParticleMsd(**p) for p in msg["particles"])
-        return cls(**{**_without_version(msg), "particles": particles})
+        particles = tuple(ParticleMsd(**_known(ParticleMsd, p)) for p in msg["particles"])
+        return cls(**{**_known(cls, msg), "particles": particles})
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,8 +447,10 @@ _RESULT_TYPES: dict[
 }
 
 
-def _without_version(msg: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in msg.items() if k != "v"}
+def _known(cls: type, msg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``msg`` that are fields of ``cls``: within v1, consumers ignore keys they do not know."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in msg.items() if k in names}
 
 
 def encode_result(topic: bytes, message: ResultMessage | Mapping[str, Any]) -> list[bytes]:

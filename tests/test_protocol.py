@@ -123,6 +123,18 @@ def test_track_message_roundtrip_and_optional_nm():
     assert "x_nm" in wire["objects"][0]
     assert "x_nm" not in wire["objects"][1]
     assert p.decode_result(topic, payload) == message
+    shaped = p.TrackMessage(5, 0, 100, 110, 120, "classical", 2, objects, 0.5, "s", (480, 640))
+    assert p.decode_result(*p.encode_result(p.TOPIC_TRACK, shaped)) == shaped
+
+
+def test_consumers_ignore_result_keys_they_do_not_know():
+    """Within v1 a newer daemon may add keys; an older client must still decode its messages."""
+    obj = p.TrackedObject(1, 10.5, 20.25, 33.0, 120.0, 7.5, True, (5, 15, 17, 26))
+    wire = p.TrackMessage(5, 0, 100, 110, 120, "classical", 2, (obj,)).to_wire()
+    wire["future_key"] = [1, 2]
+    wire["objects"][0]["future_object_key"] = "x"
+    decoded = p.decode_result(p.TOPIC_TRACK, msgpack.packb(wire))
+    assert decoded == p.TrackMessage(5, 0, 100, 110, 120, "classical", 2, (obj,))
 
 
 def test_preview_roundtrip():

@@ -43,6 +43,8 @@ class Particles:
     """Draw each particle's mean free path uniformly from this range instead (e.g. (20, 85))."""
     start_in_view: bool = True
     """Place all particles inside the field of view at the start (else anywhere in the world)."""
+    start_px: tuple[tuple[float, float], ...] | None = None
+    """Starting centres (x, y) in frame px, one per particle, instead of random places."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ class Simulator:
         self.unwrapped = self._place_particles()
         self.steps = Displacements(c.motion, len(self.shapes), self.rng)
         self.index = 0
+        self.beam_blanked = False
         self._psf = psf_kernel(c.psf_radius_px)
         self._noise = NoiseBank(c.shape, self.rng) if c.noise == "fast" else None
         pad = 2 * c.psf_radius_px
@@ -141,8 +144,10 @@ class Simulator:
         return shapes, mfp, depth
 
     def _place_particles(self) -> npt.NDArray[np.float64]:
-        """Random positions, far enough apart not to touch (rejection sampling)."""
+        """Random positions, far enough apart not to touch (rejection sampling), or the given ones."""
         c = self.config
+        if c.particles.start_px is not None:
+            return self._given_positions(c.particles.start_px)
         rows, cols = c.shape
         radii = np.array([s.bounding_radius_px for s in self.shapes])
         if not len(radii):
@@ -163,6 +168,14 @@ class Simulator:
                 raise ValueError(f"cannot place {len(self.shapes)} particles without contact in this frame")
         return np.array(placed).reshape(-1, 2)
 
+    def _given_positions(self, start_px: tuple[tuple[float, float], ...]) -> npt.NDArray[np.float64]:
+        """World positions of starting centres given in frame px."""
+        given = np.array(start_px, dtype=np.float64).reshape(-1, 2)
+        if len(given) != len(self.shapes):
+            raise ValueError(f"start_px has {len(given)} positions for {len(self.shapes)} particles")
+        world: npt.NDArray[np.float64] = given + self.fov_origin
+        return world
+
     # ------------------------------------------------------------------ control (a stage and a beam)
     def move_stage(self, dx_px: float, dy_px: float) -> None:
         """Shift the field of view by (dx, dy) px: particles appear to move by (-dx, -dy)."""
@@ -171,6 +184,11 @@ class Simulator:
     def set_dose_rate(self, dose_rate: float) -> None:
         """Change the beam's dose rate (e-/Å^2/s) from the next frame on."""
         self.stack = dataclasses.replace(self.stack, dose_rate=dose_rate)
+
+    def blank_beam(self, blanked: bool) -> None:
+        """Blank the beam (no electrons reach the camera: frames hold read noise only) or unblank it,
+        from the next frame on. The particles keep moving."""
+        self.beam_blanked = blanked
 
     # ------------------------------------------------------------------ frames
     def next(self, *, want_labels: bool = False) -> SimFrame:
@@ -202,7 +220,7 @@ class Simulator:
 
     def _image(self, footprints: list[Footprint]) -> npt.NDArray[Any]:
         c = self.config
-        lam_bg = self.stack.background(c.frame_time_s, c.pixel_size_nm)
+        lam_bg = 0.0 if self.beam_blanked else self.stack.background(c.frame_time_s, c.pixel_size_nm)
         frame = (0, c.shape[0], 0, c.shape[1])
         rects = _merge([r for f in footprints if _overlap(r := _expanded(f, c.psf_radius_px), frame)])
         scale, offset = self._output_scale(lam_bg)
