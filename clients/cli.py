@@ -53,6 +53,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_control",
         "run a feedback controller: keep a particle centred, or guard the dose by its dynamics",
     ),
+    "bench": (
+        "clients.bench_latency",
+        "add_bench_arguments",
+        "run_bench",
+        "measure a running daemon: latency distributions per stage and frame losses",
+    ),
     "sim": (
         "clients.simcam",
         "add_sim_arguments",

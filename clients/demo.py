@@ -123,6 +123,8 @@ def run_demo(args: argparse.Namespace) -> int:
     with DaemonProcess(
         *engine_arguments(args, demo.out / "record"), log_file=demo.out / "daemon.log"
     ) as daemon:
+        print(f"daemon: results at {daemon.publish}, control at {daemon.control} (attach e.g. "
+              f"lptem bench latency --publish {daemon.publish})", flush=True)  # fmt: skip
         with Subscriber(daemon.publish, topics=("track", "msd")) as subscriber:
             subscriber.on("track", demo.view.on_track)
             subscriber.on("msd", demo.view.on_msd)
