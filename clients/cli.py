@@ -53,6 +53,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_control",
         "run a feedback controller: keep a particle centred, or guard the dose by its dynamics",
     ),
+    "dashboard": (
+        "clients.dashboard.app",
+        "add_dashboard_arguments",
+        "run_dashboard",
+        "live view of a daemon: frames with masks and trails, prompts by mouse, MSD, rates, latency",
+    ),
     "bench": (
         "clients.bench_latency",
         "add_bench_arguments",

@@ -286,6 +286,14 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=1.0, help="exponent: fbm 0 < alpha < 2, ctrw 0 < alpha < 1 (default 1)"
     )
     par.add_argument("--rotation-deg", type=float, default=0.0, help="angle step s.d. per frame, degrees")
+    par.add_argument(
+        "--drift-nm-s",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("VX", "VY"),
+        help="constant drift of every particle, nm/s (x, y), e.g. a flowing liquid or a creeping stage",
+    )
     par.add_argument("--no-collisions", action="store_true", help="let particles overlap")
 
 
@@ -302,6 +310,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             args.pixel_size_nm,
             args.fps,
             rotation_sigma_deg=args.rotation_deg,
+            drift_px=tuple(v / args.pixel_size_nm / args.fps for v in args.drift_nm_s),
         )
     return SimConfig(
         shape=shape,

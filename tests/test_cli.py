@@ -26,7 +26,9 @@ def lptem(*args, timeout=60):
 def test_help_lists_every_command_and_each_has_help():
     top = lptem("--help")
     assert top.returncode == 0
-    for command in ("serve", "replay", "record", "prompt", "status", "msd", "sim", "analyze", "demo"):
+    commands = ("serve", "replay", "record", "prompt", "status", "msd", "control", "bench", "dashboard",
+                "sim", "analyze", "demo")  # fmt: skip
+    for command in commands:
         assert command in top.stdout
         sub = lptem(command, "--help")
         assert sub.returncode == 0, sub.stderr

@@ -1,0 +1,72 @@
+"""``lptem dashboard``: command-line entry of the live dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from service.daemon import DEFAULT_CONTROL, DEFAULT_PUBLISH
+
+log = logging.getLogger("lptem.dashboard")
+
+
+def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--publish",
+        default=DEFAULT_PUBLISH,
+        metavar="ENDPOINT",
+        help="the daemon's results (default %(default)s)",
+    )
+    parser.add_argument(
+        "--control",
+        default=DEFAULT_CONTROL,
+        metavar="ENDPOINT",
+        help="the daemon's control socket (default %(default)s)",
+    )
+    parser.add_argument(
+        "--refresh-hz", type=float, default=15.0, help="redraws per second (default %(default)s)"
+    )
+    parser.add_argument(
+        "--trail-frames",
+        type=int,
+        default=100,
+        help="length of the centroid trails, frames (default %(default)s)",
+    )
+    shot = parser.add_argument_group("headless use")
+    shot.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help="save the window to PNG after --after seconds, then exit",
+    )
+    shot.add_argument("--after", type=float, default=10.0, metavar="S", help="(default %(default)s)")
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    if args.refresh_hz <= 0 or args.trail_frames < 1:
+        log.error("--refresh-hz must be > 0 and --trail-frames >= 1")
+        return 2
+    if args.screenshot is not None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no display needed for a screenshot
+    from PySide6 import QtCore, QtWidgets  # noqa: PLC0415 - Qt only for this command
+
+    from clients.dashboard.window import DashboardWindow  # noqa: PLC0415
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    window = DashboardWindow(args.publish, args.control, args.refresh_hz, args.trail_frames)
+    window.show()
+    if args.screenshot is not None:
+
+        def save_and_quit() -> None:
+            window.refresh()
+            ok = window.grab().save(str(args.screenshot))
+            print(f"screenshot {'saved to' if ok else 'could not be written to'} {args.screenshot}")
+            window.close()
+            app.quit()
+
+        QtCore.QTimer.singleShot(int(args.after * 1000), save_and_quit)
+    app.exec()
+    return 0

@@ -1,0 +1,173 @@
+"""The dashboard's sockets, driven by the Qt event loop without ever blocking it.
+
+``ResultFeed`` reads the daemon's PUB socket through a ``QSocketNotifier`` on ZeroMQ's file descriptor.
+That descriptor is edge-triggered: it signals that *something* changed, so every notification (and a
+periodic timer, as a safety net) drains the socket until ``ZMQ_EVENTS`` says nothing is left. A silent
+heartbeat (no ``status`` for ``heartbeat_timeout_s``) rebuilds the socket, so a restarted daemon is
+picked up by itself.
+
+``CommandRunner`` sends control requests from a worker thread and reports back through Qt signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from PySide6 import QtCore
+
+from clients.control import ControlClient, ControlError
+from service.protocol import MsdMessage, PreviewMessage, StatusMessage, TrackMessage, decode_result
+
+log = logging.getLogger("lptem.dashboard")
+
+TOPICS = ("track", "preview", "msd", "status")
+MAX_DRAIN = 1000
+"""Messages read per pass before yielding to the event loop (another pass is scheduled at once)."""
+
+
+class ResultFeed(QtCore.QObject):
+    track = QtCore.Signal(object, object)  # TrackMessage, t_client_ns (int: beyond 32 bits)
+    preview = QtCore.Signal(object)
+    msd = QtCore.Signal(object)
+    status = QtCore.Signal(object)
+    connection = QtCore.Signal(bool, str)  # connected, text
+    restarted = QtCore.Signal()
+
+    def __init__(self, endpoint: str, heartbeat_timeout_s: float = 3.0, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.endpoint = endpoint
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.connected = False
+        self.messages = 0
+        self.reconnects = 0
+        self._daemon_started_ns: int | None = None
+        self._context = zmq.Context()
+        self._socket: zmq.Socket[bytes] | None = None
+        self._notifier: QtCore.QSocketNotifier | None = None
+        self._last_seen = time.monotonic()
+        self._drain_scheduled = False
+        self._timer = QtCore.QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self._open()
+        self._timer.start(100)
+
+    def _open(self) -> None:
+        socket = self._context.socket(zmq.SUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, 2000)
+        for topic in TOPICS:
+            socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        socket.connect(self.endpoint)
+        self._socket = socket
+        self._notifier = QtCore.QSocketNotifier(
+            socket.getsockopt(zmq.FD), QtCore.QSocketNotifier.Type.Read, self
+        )
+        self._notifier.activated.connect(self._drain)
+        self._last_seen = time.monotonic()
+
+    def _close_socket(self) -> None:
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+            self._notifier.deleteLater()
+            self._notifier = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def _drain(self) -> None:
+        """Read everything waiting (the descriptor will not signal again for messages already queued)."""
+        self._drain_scheduled = False
+        socket = self._socket
+        if socket is None:
+            return
+        for _ in range(MAX_DRAIN):
+            events = int(socket.getsockopt(zmq.EVENTS))
+            if not events & zmq.POLLIN:
+                return
+            topic, payload = socket.recv_multipart(zmq.NOBLOCK)
+            self._dispatch(topic, payload, time.time_ns())
+        if not self._drain_scheduled:  # more is waiting: continue after the GUI had its turn
+            self._drain_scheduled = True
+            QtCore.QTimer.singleShot(0, self._drain)
+
+    def _dispatch(self, topic: bytes, payload: bytes, t_client_ns: int) -> None:
+        try:
+            message = decode_result(topic, payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("undecodable %s message: %s", topic.decode(errors="replace"), exc)
+            return
+        self.messages += 1
+        self._last_seen = time.monotonic()
+        if not self.connected:
+            self.connected = True
+            self.connection.emit(True, f"receiving from {self.endpoint}")
+        if isinstance(message, TrackMessage):
+            self.track.emit(message, t_client_ns)
+        elif isinstance(message, PreviewMessage):
+            self.preview.emit(message)
+        elif isinstance(message, MsdMessage):
+            self.msd.emit(message)
+        elif isinstance(message, StatusMessage):
+            self._note_status(message)
+
+    def _note_status(self, status: StatusMessage) -> None:
+        if self._daemon_started_ns is not None and status.started_ns != self._daemon_started_ns:
+            log.info("the daemon at %s restarted", self.endpoint)
+            self.restarted.emit()
+        self._daemon_started_ns = status.started_ns
+        self.status.emit(status)
+
+    def _tick(self) -> None:
+        self._drain()
+        if time.monotonic() - self._last_seen < self.heartbeat_timeout_s:
+            return
+        if self.connected:
+            self.connected = False
+            self.connection.emit(False, f"no heartbeat from {self.endpoint}: reconnecting")
+        self.reconnects += 1
+        self._close_socket()
+        self._open()
+
+    def close(self) -> None:
+        self._timer.stop()
+        self._close_socket()
+        self._context.term()
+
+
+class CommandRunner(QtCore.QObject):
+    """Control requests on a worker thread, one at a time; results come back as signals."""
+
+    done = QtCore.Signal(str, object)  # description, reply dict
+    failed = QtCore.Signal(str, str)  # description, error text
+
+    def __init__(self, endpoint: str, timeout_s: float = 5.0, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._requests: queue.SimpleQueue[tuple[str, Callable[[ControlClient], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name="lptem-dashboard-control", daemon=True)
+        self._thread.start()
+
+    def submit(self, description: str, request: Callable[[ControlClient], Any]) -> None:
+        self._requests.put((description, request))
+
+    def _work(self) -> None:
+        with ControlClient(self.endpoint, timeout_s=self.timeout_s) as client:
+            while (item := self._requests.get()) is not None:
+                description, request = item
+                try:
+                    self.done.emit(description, request(client))
+                except (ControlError, TimeoutError) as exc:
+                    self.failed.emit(description, str(exc))
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout=self.timeout_s + 1.0)
