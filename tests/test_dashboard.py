@@ -1,4 +1,4 @@
-"""The dashboard, offscreen (pytest-qt): it shows a real daemon fed by the simulated camera, a mouse drag
+"""The dashboard, offscreen (pytest-qt): it shows a real daemon fed by `lptem sim`, a mouse drag
 adds an object that then appears in `track`, a right-click removes it, commands never block the GUI, and
 it reconnects by itself after a daemon restart."""
 
@@ -6,39 +6,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
+from scipy import ndimage
 
 from clients.daemon_process import DaemonProcess
 from clients.dashboard.state import DashboardState, label_overlay, object_colour
 from clients.dashboard.window import DashboardWindow
-from clients.sender import FrameSender
-from clients.simcam import SimulatedCamera
-from engine.sim.motion import Motion
-from engine.sim.optics import Stack
-from engine.sim.simulator import Particles, SimConfig, Simulator
 from service.protocol import PreviewMessage, TrackedObject, TrackMessage
 from tests.conftest import free_port
 
-PARTICLES = ((80.0, 90.0), (180.0, 160.0))  # frame px; 40 px gold spheres, nearly still
-RADIUS_PX = 20.0
+RADIUS_PX = 20.0  # 20 nm gold spheres at 0.5 nm/px
+LPTEM = str(Path(sys.executable).with_name("lptem"))
 
 
 @pytest.fixture
-def live_daemon() -> Iterator[DaemonProcess]:
-    """`lptem serve` (classical engine, no automatic detection) fed by the simulated camera at 30 fps."""
-    config = SimConfig(
-        shape=(256, 256),
-        pixel_size_nm=0.5,
-        stack=Stack(liquid_thickness_nm=5.0),
-        particles=Particles(count=2, width_nm=20.0, dispersity=0.0, start_px=PARTICLES),
-        motion=Motion("brownian", sigma_px=0.05),
-    )
+def live_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """`lptem serve` (classical engine, no automatic detection) fed by `lptem sim` at 30 fps: two nearly
+    still 20 nm particles in 5 nm of liquid."""
     args = (
         "-E",
         f"particle_radius_px={RADIUS_PX}",
@@ -47,18 +36,27 @@ def live_daemon() -> Iterator[DaemonProcess]:
         "--msd-rate",
         "10",
     )
-    with DaemonProcess(*args) as daemon:
-        stop = threading.Event()
+    with DaemonProcess(*args) as daemon, (tmp_path / "sim.log").open("w") as log:
+        sim = subprocess.Popen(
+            [LPTEM, "sim", "--ingest", daemon.ingest, "--control", "none", "--size", "256", "--pixel-size-nm",
+             "0.5", "--particles", "2", "--width-nm", "20", "--dispersity", "0", "--liquid-nm", "5",
+             "--diffusion", "0.01", "--fps", "30", "--seed", "3", "--no-progress"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+        try:
+            yield daemon
+        finally:
+            sim.terminate()
+            sim.wait(timeout=30)
 
-        def stream() -> None:
-            with FrameSender(daemon.ingest, pixel_size_nm=0.5) as sender:
-                SimulatedCamera(Simulator(config, seed=3), sender, 30.0).run(None, stop)
 
-        camera = threading.Thread(target=stream)
-        camera.start()
-        yield daemon
-        stop.set()
-        camera.join()
+def darkest_spot(preview: PreviewMessage) -> tuple[float, float]:
+    """Frame position (px) of the darkest particle-sized spot of a preview: where a user would drag."""
+    smooth = ndimage.uniform_filter(
+        preview.image.astype(np.float64), size=max(3, round(RADIUS_PX / preview.scale))
+    )
+    row, col = np.unravel_index(np.argmin(smooth), smooth.shape)
+    return (col + 0.5) * preview.scale - 0.5, (row + 0.5) * preview.scale - 0.5
 
 
 @pytest.fixture
@@ -119,11 +117,12 @@ def test_live_view_mouse_prompts_and_screenshot(
     qtbot.waitUntil(lambda: window.frame_view._shown_preview is not None, timeout=20_000)  # a frame is drawn
     qtbot.waitUntil(lambda: window.connection_label.text().startswith("connected to"), timeout=5_000)
     assert tracked(window) == {}
-    x, y = PARTICLES[0]
+    assert window.state.preview is not None
+    x, y = darkest_spot(window.state.preview)
     drag(window, (x - 30, y - 30), (x + 30, y + 30))
     qtbot.waitUntil(lambda: 1 in tracked(window) and tracked(window)[1].visible, timeout=10_000)
     found = tracked(window)[1]
-    assert (found.x, found.y) == pytest.approx((x, y), abs=3.0)  # the box found the particle
+    assert (found.x, found.y) == pytest.approx((x, y), abs=6.0)  # the box found the particle
     assert window.command_label.text() == "add object: done (id 1)"
     qtbot.waitUntil(lambda: window.table.rowCount() == 1 and bool(window.msd_plot._curves), timeout=10_000)
     cell = window.table.item(0, 0)
@@ -136,16 +135,15 @@ def test_live_view_mouse_prompts_and_screenshot(
     right_click(window, (x, y))
     qtbot.waitUntil(lambda: tracked(window) == {}, timeout=10_000)
     assert window.command_label.text() == "remove object 1: done"
-    right_click(window, PARTICLES[1])  # no object there: nothing is sent
+    right_click(window, (x + 60 if x < 128 else x - 60, y))  # no object there: nothing is sent
     assert window.command_label.text().startswith("no object at")
 
 
 def test_lptem_dashboard_screenshot_command(live_daemon: DaemonProcess, tmp_path: Path) -> None:
     """`lptem dashboard --screenshot` runs headless, as in docs and reports."""
     shot = tmp_path / "shot.png"
-    lptem = str(Path(sys.executable).with_name("lptem"))
     done = subprocess.run(
-        [lptem, "dashboard", "--publish", live_daemon.publish, "--control", live_daemon.control,
+        [LPTEM, "dashboard", "--publish", live_daemon.publish, "--control", live_daemon.control,
          "--screenshot", str(shot), "--after", "3"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
