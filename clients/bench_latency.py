@@ -2,7 +2,7 @@
 every ``track`` message carries (docs/protocol.md §4.1).
 
     lptem bench latency --publish tcp://127.0.0.1:5556 --duration 20
-    lptem bench latency --frames 2000 --json latency.json
+    lptem bench latency --frames 2000 --json > latency.json
 
 Stages: camera→daemon (``t_recv_ns − t_ns``: the camera's and the daemon's clocks must agree, as on one
 host), daemon processing (``t_done_ns − t_recv_ns``, one clock), daemon→client (arrival here −
@@ -132,13 +132,17 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     latency.add_argument("--frames", type=int, metavar="N", help="stop after N results")
     latency.add_argument(
-        "--duration", type=float, default=10.0, metavar="S", help="stop after S seconds (default %(default)s)"
+        "--duration",
+        type=float,
+        metavar="S",
+        help="stop after S seconds (default: 10 s unless --frames is given)",
     )
     latency.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    sample = collect(args.publish, args.frames, args.duration)
+    duration = args.duration if args.duration is not None or args.frames is not None else 10.0
+    sample = collect(args.publish, args.frames, duration)
     if not sample.received:
         log.error("no track message from %s (is the daemon running and receiving frames?)", args.publish)
         return 1

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Literal
 
 from clients.actuators import DryRunMicroscope, SimMicroscope
+from clients.control import ControlError
 from clients.controller import Controller, ControlLoop, Limits, LoopReport
 from clients.controllers import CentreParticle, DoseGuard
 from clients.sim_control import DEFAULT_SIM_CONTROL
@@ -96,8 +97,10 @@ SAFETY_LIMITS = {
     "max_travel_nm": "furthest the stage may go from its start, nm",
     "min_dose_rate": "lowest dose rate a controller may set, e-/Å²/s",
     "max_dose_rate": "highest dose rate a controller may set, e-/Å²/s",
-    "deadman_s": "stop acting when no result arrives for this long, s",
-    "settle_s": "wait after a change for frames that show it, s",
+    "deadman_s": "say so and act on nothing when no fresh result arrives for this long, s",
+    "settle_s": "wait after a change when the actuator cannot say which frame shows it, s",
+    "settle_timeout_s": "longest wait for the frame the actuator says shows a change, s",
+    "max_age_s": "do not act on track results older than this (one host or synced clocks; 0 = no check), s",
 }
 """Limits field -> help; the flags are the field names with dashes."""
 
@@ -124,6 +127,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
 def run_control(args: argparse.Namespace) -> int:
     try:
         controller = build_controller(args)
+        limits = limits_from(args)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -136,11 +140,14 @@ def run_control(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        loop = ControlLoop(controller, microscope, args.publish, limits_from(args))
+        loop = ControlLoop(controller, microscope, args.publish, limits)
         print(format_report(loop.run(stop, args.duration)))
     except TimeoutError as exc:
         log.error("%s (is the microscope's control socket at %s?)", exc, args.microscope)
         return 1
+    except (ValueError, ControlError) as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         microscope.close()
     return 0
@@ -150,5 +157,6 @@ def format_report(r: LoopReport) -> str:
     x, y = r.stage_nm
     return (
         f"{r.results} results, {len(r.actions)} actions ({r.rate_limited} rate-limited, {r.clipped} clipped, "
-        f"{r.failed} failed), {r.deadman_trips} dead-man stops; stage moved ({x:+.1f}, {y:+.1f}) nm"
+        f"{r.failed} failed), {r.stale} stale results, {r.deadman_trips} dead-man stops; "
+        f"stage moved ({x:+.1f}, {y:+.1f}) nm"
     )

@@ -8,10 +8,12 @@ A ``Controller`` turns messages (``track``, ``msd``) into at most one ``Action``
   ``max_travel_nm`` from where the loop started; dose rates stay within [``min_dose_rate``,
   ``max_dose_rate``];
 * **settling**: after a change, results from frames acquired before it are not acted on (the actuator
-  tells which frame first shows the change; otherwise ``settle_s`` of waiting stands in for it);
-* **dead-man stop**: when no result arrives for ``deadman_s`` the loop stops acting (and says so) until
-  results come back;
-* on the way out the controller may restore what it changed (``on_stop``).
+  tells which frame first shows the change, waited for up to ``settle_timeout_s``; otherwise
+  ``settle_s`` of waiting stands in for it);
+* **freshness and dead-man stop**: track results older than ``max_age_s`` are not acted on; when no fresh
+  result arrives for ``deadman_s`` the loop says so and acts on nothing until fresh results come back;
+* on the way out, also after an error, the controller may restore what it changed (``on_stop``); it is told
+  whether each of its actions was carried out (``on_applied``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class Controller(Protocol):
 
     def on_stop(self) -> Action | None: ...
 
+    def on_applied(self, action: Action, applied: bool) -> None:
+        """Whether the loop carried ``action`` out (False: rate-limited, out of bounds or failed)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -79,8 +85,22 @@ class Limits:
     max_dose_rate: float = 1.0e4
     deadman_s: float = 2.0
     settle_s: float = 0.5
-    """Wait after a change when the actuator cannot say which frame shows it; also the longest wait for
-    that frame when it can."""
+    """Wait after a change when the actuator cannot say which frame shows it."""
+    settle_timeout_s: float = 5.0
+    """Longest wait for the frame the actuator named (then act anyway, and say so)."""
+    max_age_s: float = 1.0
+    """Track results older than this (client clock minus the daemon's receipt; one host, or synchronised
+    clocks) are stale: counted, not acted on, and they do not hold off the dead-man stop. 0: no check."""
+
+    def __post_init__(self) -> None:
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        bad = [name for name, value in values.items() if not math.isfinite(value) or value < 0]
+        if bad:
+            raise ValueError(f"safety limits must be finite and >= 0: {', '.join(bad)}")
+        if self.max_step_nm == 0 or self.deadman_s == 0:
+            raise ValueError("max_step_nm and deadman_s must be > 0")
+        if not 0 < self.min_dose_rate <= self.max_dose_rate:
+            raise ValueError("dose rates must be 0 < min_dose_rate <= max_dose_rate")
 
 
 @dataclass
@@ -91,9 +111,21 @@ class LoopReport:
     rate_limited: int = 0
     clipped: int = 0
     failed: int = 0
+    stale: int = 0
     deadman_trips: int = 0
+    deadman_times: list[float] = field(default_factory=list)
+    """Seconds since the loop started at which the dead-man stop tripped."""
     stage_nm: tuple[float, float] = (0.0, 0.0)
     """Where the loop's moves took the stage, relative to its start."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Settling:
+    first_frame: int | None
+    """The first camera frame that shows the change (None: unknown)."""
+    epoch: int | None
+    give_up: float
+    """monotonic() after which the loop acts anyway."""
 
 
 class ControlLoop:
@@ -110,52 +142,60 @@ class ControlLoop:
         self.report = LoopReport()
         self.started = time.monotonic()
         self._last_action = -math.inf
-        self._last_result = time.monotonic()
-        self._settle: tuple[int | None, float] | None = None  # (first frame that shows it, give-up time)
+        self._last_fresh = time.monotonic()
+        self._epoch: int | None = None
+        self._settle: _Settling | None = None
         self._tripped = False
         self.ready = threading.Event()
         """Set once the loop is subscribed and has heard the daemon (or given up waiting)."""
 
     # ------------------------------------------------------------------ running
     def run(self, stop: threading.Event, duration_s: float | None = None) -> LoopReport:
-        """Act until ``stop`` is set or ``duration_s`` passes; then apply ``on_stop`` and report."""
+        """Act until ``stop`` is set or ``duration_s`` passes; then apply ``on_stop`` (also after an
+        error) and report."""
         end = math.inf if duration_s is None else time.monotonic() + duration_s
         self.controller.on_start(self.actuator)
-        with Subscriber(self.endpoint, topics=self.controller.topics) as sub:
-            if not sub.wait_connected(5.0):
-                log.warning("no heartbeat from %s yet; waiting for results", self.endpoint)
-            self.ready.set()
-            self.started = self._last_result = time.monotonic()
-            while not stop.is_set() and time.monotonic() < end:
-                received = sub.recv(0.1)
-                if received is None:
+        try:
+            with Subscriber(self.endpoint, topics=self.controller.topics) as sub:
+                if not sub.wait_connected(5.0):
+                    log.warning("no heartbeat from %s yet; waiting for results", self.endpoint)
+                self.ready.set()
+                self.started = self._last_fresh = time.monotonic()
+                while not stop.is_set() and time.monotonic() < end:
+                    received = sub.recv(0.1)
+                    if received is not None:
+                        self.handle(received)
                     self._check_deadman()
-                else:
-                    self._on_result(received)
-        final = self.controller.on_stop()
-        if final is not None:
-            self._apply(final, final_action=True)
+        finally:
+            self.ready.set()
+            final = self.controller.on_stop()
+            if final is not None:
+                self._apply(final, final_action=True)
         return self.report
 
     def _check_deadman(self) -> None:
-        silent = time.monotonic() - self._last_result
+        silent = time.monotonic() - self._last_fresh
         if not self._tripped and silent > self.limits.deadman_s:
             self._tripped = True
             self.report.deadman_trips += 1
-            log.warning(
-                "no results for %.1f s: dead-man stop, no further actions until results resume", silent
-            )
+            self.report.deadman_times.append(time.monotonic() - self.started)
+            log.warning("no fresh result for %.1f s: dead-man stop, no actions until results resume", silent)
 
-    def _on_result(self, received: Received) -> None:
-        self._last_result = time.monotonic()
+    def handle(self, received: Received) -> None:
+        """One result: check it is fresh and that the last change shows, then let the controller act."""
+        message = received.message
         self.report.results += 1
+        if isinstance(message, TrackMessage) and self._stale(message, received.t_client_ns):
+            self.report.stale += 1
+            return
+        self._last_fresh = time.monotonic()
         if self._tripped:
             self._tripped = False
-            log.info("results again: acting")
-        message = received.message
+            log.info("fresh results again: acting")
         if self._settling(message):
             return
         if isinstance(message, TrackMessage):
+            self._epoch = message.epoch
             action = self.controller.on_track(message)
         elif isinstance(message, MsdMessage):
             action = self.controller.on_msd(message)
@@ -164,41 +204,57 @@ class ControlLoop:
         if action is not None:
             self._apply(action)
 
+    def _stale(self, track: TrackMessage, t_client_ns: int) -> bool:
+        limit = self.limits.max_age_s
+        return limit > 0 and (t_client_ns - track.t_recv_ns) / 1e9 > limit
+
     def _settling(self, message: object) -> bool:
         """Whether results still predate the last change."""
-        if self._settle is None:
+        settle = self._settle
+        if settle is None:
             return False
-        first_frame, give_up = self._settle
-        shows_it = (
-            first_frame is not None and isinstance(message, TrackMessage) and message.frame >= first_frame
-        )
-        if shows_it or time.monotonic() >= give_up:
+        if _shows_change(message, settle):
+            self._settle = None
+            return False
+        if time.monotonic() >= settle.give_up:
+            if settle.first_frame is not None:
+                log.warning(
+                    "frame %d, which shows the last change, never came: acting anyway", settle.first_frame
+                )
             self._settle = None
             return False
         return True
 
     # ------------------------------------------------------------------ acting
     def _apply(self, action: Action, final_action: bool = False) -> None:
+        applied = self._apply_bounded(action, final_action)
+        self.controller.on_applied(action, applied)
+
+    def _apply_bounded(self, action: Action, final_action: bool) -> bool:
+        """Send ``action`` within the limits; whether the actuator carried it out."""
         now = time.monotonic()
         if not final_action and now - self._last_action < self.limits.min_interval_s:
             self.report.rate_limited += 1
-            return
+            return False
         bounded = self._bounded(action)
         if isinstance(bounded, MoveStage) and math.hypot(bounded.dx_nm, bounded.dy_nm) < 1e-9:
-            return  # at the travel limit: nothing left to move
+            return False  # at the travel limit: nothing left to move
         try:
             applied = self._send(bounded)
-        except (ControlError, TimeoutError, OSError) as exc:
+        except (ControlError, TimeoutError, OSError, ValueError) as exc:
             self.report.failed += 1
             log.error("%s: %s failed: %s", self.controller.name, _describe(bounded), exc)
-            return
+            return False
         self._last_action = now
         if isinstance(bounded, MoveStage):
             x, y = self.report.stage_nm
             self.report.stage_nm = (x + bounded.dx_nm, y + bounded.dy_nm)
         self.report.actions.append((now - self.started, bounded))
-        self._settle = (applied.effective_frame, now + self.limits.settle_s)
+        known = applied.effective_frame is not None
+        wait = self.limits.settle_timeout_s if known else self.limits.settle_s
+        self._settle = _Settling(applied.effective_frame, self._epoch, now + wait)
         log.info("%s: %s (%s)", self.controller.name, _describe(bounded), bounded.reason)
+        return True
 
     def _send(self, action: Action) -> Applied:
         if isinstance(action, MoveStage):
@@ -228,6 +284,13 @@ class ControlLoop:
             self.report.clipped += 1
             return MoveStage(dx, dy, action.reason + " (clipped)")
         return action
+
+
+def _shows_change(message: object, settle: _Settling) -> bool:
+    """A track of the frame that first shows the change or later (or of a new camera epoch)."""
+    if not isinstance(message, TrackMessage) or settle.first_frame is None:
+        return False
+    return message.frame >= settle.first_frame or message.epoch != settle.epoch
 
 
 def _clip_norm(x: float, y: float, limit: float) -> tuple[float, float]:

@@ -32,6 +32,16 @@ class CentreParticle:
     needs: tuple[type, ...] = (Stage,)
     _warned: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.gain <= 1:
+            raise ValueError(f"gain must be in (0, 1] (1 corrects the whole offset), got {self.gain}")
+        if not (math.isfinite(self.deadband_px) and self.deadband_px >= 0):
+            raise ValueError(f"deadband_px must be >= 0, got {self.deadband_px}")
+        if self.pixel_size_nm is not None and not (
+            math.isfinite(self.pixel_size_nm) and self.pixel_size_nm > 0
+        ):
+            raise ValueError(f"pixel_size_nm must be > 0, got {self.pixel_size_nm}")
+
     def on_start(self, actuator: object) -> None:
         if self.particle is not None:
             log.info("centring particle %d", self.particle)
@@ -74,6 +84,9 @@ class CentreParticle:
     def on_stop(self) -> Action | None:
         return None
 
+    def on_applied(self, action: Action, applied: bool) -> None:
+        """Nothing to remember: the next offset says what is left to correct."""
+
     def _warn(self, key: str, text: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -87,7 +100,9 @@ class DoseGuard:
 
     ``quantity`` "alpha" or "D" (nm²/s^α, from the ``msd`` topic); trips when the value is above
     ``above`` or below ``below``. ``particle`` None watches every particle. ``lower_to`` a dose rate
-    (e-/Å²/s), or None to blank the beam. On stop, a lowered dose is restored.
+    (e-/Å²/s) below the starting one, or None to blank the beam. The guard only believes what the loop
+    confirms (``on_applied``): an action that was rate-limited or failed is asked for again. On stop, a
+    lowered dose is restored.
     """
 
     quantity: Literal["alpha", "D"] = "alpha"
@@ -102,15 +117,29 @@ class DoseGuard:
     baseline: float | None = None
     """The dose rate to restore, read from the beam at start."""
     lowered: bool = False
+    """Confirmed by the loop: the dose is lowered (or the beam blanked) now."""
     _clear_since_ns: int | None = None
+    _asked: Action | None = None
+    _asked_lower: bool = False
 
     def __post_init__(self) -> None:
         if (self.above is None) == (self.below is None):
             raise ValueError("give exactly one threshold: above or below")
+        threshold = self.above if self.above is not None else self.below
+        if threshold is None or not math.isfinite(threshold):
+            raise ValueError(f"the threshold must be a finite number, got {threshold}")
+        if self.lower_to is not None and not (math.isfinite(self.lower_to) and self.lower_to > 0):
+            raise ValueError(f"lower_to must be a dose rate > 0, got {self.lower_to}")
+        if not (math.isfinite(self.hold_s) and self.hold_s >= 0):
+            raise ValueError(f"hold_s must be >= 0, got {self.hold_s}")
 
     def on_start(self, actuator: object) -> None:
         if isinstance(actuator, Beam):
             self.baseline = actuator.dose_rate()
+        if self.lower_to is not None and self.baseline is not None and self.lower_to >= self.baseline:
+            raise ValueError(
+                f"lower_to ({self.lower_to:g}) must be below the dose rate now ({self.baseline:g})"
+            )
         log.info("dose guard: %s %s %s; baseline %s e-/Å²/s", self.quantity, *self._rule(), self.baseline)
 
     def _rule(self) -> tuple[str, float]:
@@ -124,17 +153,20 @@ class DoseGuard:
 
     def on_msd(self, msd: MsdMessage) -> Action | None:
         tripped = self._tripped(msd)
-        if tripped is not None and not self.lowered:
-            self.lowered, self._clear_since_ns = True, None
-            return self._lower(tripped)
-        if tripped is None and self.lowered:
-            self._clear_since_ns = self._clear_since_ns or msd.t_ns
-            if (msd.t_ns - self._clear_since_ns) / 1e9 >= self.hold_s:
-                self.lowered = False
-                return self._restore(f"{self.quantity} back for {self.hold_s:g} s")
-        elif tripped is not None:
+        if tripped is not None:
             self._clear_since_ns = None
+            return None if self.lowered else self._lower(tripped)
+        if not self.lowered:
+            return None
+        if self._clear_since_ns is None:
+            self._clear_since_ns = msd.t_ns
+        if (msd.t_ns - self._clear_since_ns) / 1e9 >= self.hold_s:
+            return self._restore(f"{self.quantity} back for {self.hold_s:g} s")
         return None
+
+    def on_applied(self, action: Action, applied: bool) -> None:
+        if applied and action is self._asked:
+            self.lowered = self._asked_lower
 
     def _tripped(self, msd: MsdMessage) -> str | None:
         """Why the guard trips on this message, or None."""
@@ -150,17 +182,18 @@ class DoseGuard:
         return None
 
     def _lower(self, why: str) -> Action:
-        if self.lower_to is None:
-            return Blank(True, why)
-        return SetDose(self.lower_to, why)
+        return self._ask(
+            Blank(True, why) if self.lower_to is None else SetDose(self.lower_to, why), lower=True
+        )
 
     def _restore(self, why: str) -> Action | None:
         if self.lower_to is None:
-            return Blank(False, why)
-        return SetDose(self.baseline, why) if self.baseline is not None else None
+            return self._ask(Blank(False, why), lower=False)
+        return self._ask(SetDose(self.baseline, why), lower=False) if self.baseline is not None else None
+
+    def _ask(self, action: Action, lower: bool) -> Action:
+        self._asked, self._asked_lower = action, lower
+        return action
 
     def on_stop(self) -> Action | None:
-        if not self.lowered:
-            return None
-        self.lowered = False
-        return self._restore("control loop stopped")
+        return self._restore("control loop stopped") if self.lowered else None

@@ -204,10 +204,10 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument(
         "--control",
-        default=DEFAULT_SIM_CONTROL,
         metavar="ENDPOINT",
         help="when streaming: the simulated microscope's control socket (REP) for stage moves and beam "
-        "changes, 'none' for no socket (default %(default)s; docs/simulator.md)",
+        f"changes, 'none' for no socket (default {DEFAULT_SIM_CONTROL}, skipped with a warning if taken; "
+        "docs/control.md)",
     )
     out.add_argument("--labels", action="store_true", help="with --out: also write labels.tif")
     out.add_argument(
@@ -299,18 +299,18 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     shape = (args.size[0], args.size[0]) if len(args.size) == 1 else (args.size[0], args.size[1])
+    drift = (
+        args.drift_nm_s[0] / args.pixel_size_nm / args.fps,
+        args.drift_nm_s[1] / args.pixel_size_nm / args.fps,
+    )
     if args.preset == "samem-clip":
-        liquid, motion = 5.0, Motion("fbm", sigma_px=22.0, alpha=0.2, rotation_sigma_deg=args.rotation_deg)
+        liquid = 5.0
+        motion = Motion("fbm", sigma_px=22.0, alpha=0.2, rotation_sigma_deg=args.rotation_deg, drift_px=drift)
     else:
         liquid = args.liquid_nm
+        extra = {"rotation_sigma_deg": args.rotation_deg, "drift_px": drift}
         motion = motion_from_physical(
-            args.motion,
-            args.diffusion,
-            args.alpha,
-            args.pixel_size_nm,
-            args.fps,
-            rotation_sigma_deg=args.rotation_deg,
-            drift_px=tuple(v / args.pixel_size_nm / args.fps for v in args.drift_nm_s),
+            args.motion, args.diffusion, args.alpha, args.pixel_size_nm, args.fps, **extra
         )
     return SimConfig(
         shape=shape,
@@ -359,10 +359,17 @@ def run_sim(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     progress = Progress(args.frames, "sent", enabled=False if args.no_progress else None)
     try:
-        control = None if args.control == "none" else SimControlServer(simulator, args.control)
+        control = (
+            None
+            if args.control == "none"
+            else SimControlServer(simulator, args.control or DEFAULT_SIM_CONTROL)
+        )
     except zmq.ZMQError as exc:
-        log.error("cannot bind the control socket %s: %s", args.control, exc)
-        return 1
+        if args.control is not None:  # asked for explicitly: an error
+            log.error("cannot bind the control socket %s: %s", args.control, exc)
+            return 1
+        log.warning("cannot bind %s (%s): streaming without a control socket", DEFAULT_SIM_CONTROL, exc)
+        control = None
     if control is not None:
         log.info("stage and beam control at %s", control.endpoint)
     try:

@@ -96,6 +96,8 @@ class Subscriber:
         self.daemon_started_ns: int | None = None
         self.daemon_restarts = 0
         self.last_status: StatusMessage | None = None
+        self.undecodable = 0
+        """Messages that could not be decoded (dropped, counted)."""
         self._pending: deque[Received] = deque()
         self._callbacks: dict[str, list[Callback]] = {}
         self._stop = threading.Event()
@@ -144,14 +146,24 @@ class Subscriber:
         return None
 
     def _read(self) -> Received | None:
-        topic_raw, payload = self._socket.recv_multipart()
+        parts = self._socket.recv_multipart()
+        if len(parts) != 2:
+            self.undecodable += 1
+            return None
+        topic_raw, payload = parts
         t_client_ns = time.time_ns()
         self._last_seen = time.monotonic()
         if not self.connected:
             self.connected = True
             log.info("receiving from %s", self.endpoint)
-        topic = topic_raw.decode()
-        message = decode_result(topic_raw, payload)
+        topic = topic_raw.decode(errors="replace")
+        try:
+            message = decode_result(topic_raw, payload)
+        except (ValueError, KeyError, TypeError) as exc:  # a malformed result must not stop the subscriber
+            self.undecodable += 1
+            if self.undecodable == 1 or self.undecodable % 1000 == 0:
+                log.warning("undecodable %s message (%d so far): %s", topic, self.undecodable, exc)
+            return None
         if isinstance(message, StatusMessage):
             self._note_status(message)
             if "status" not in self.topics:

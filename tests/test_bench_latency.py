@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from clients.sender import FrameSender
+from service.mailbox import Policy
 
 pytestmark = pytest.mark.e2e
 LPTEM = str(Path(sys.executable).with_name("lptem"))
@@ -31,7 +32,7 @@ def start_bench(publish: str, *args: str) -> subprocess.Popen[str]:
 
 
 def test_latency_table_and_losses(make_daemon) -> None:
-    daemon = make_daemon(engine="passthrough")
+    daemon = make_daemon(engine="passthrough", policy=Policy.QUEUE)  # lossless: exact counts
     ep = daemon.endpoints
     bench = start_bench(ep["publish"], "--frames", "150", "--duration", "30", "--json")
     frame = np.zeros((64, 64), np.uint16)
@@ -58,7 +59,7 @@ def test_latency_table_and_losses(make_daemon) -> None:
 
 
 def test_table_output_and_no_daemon(make_daemon) -> None:
-    daemon = make_daemon(engine="passthrough")
+    daemon = make_daemon(engine="passthrough", policy=Policy.QUEUE)  # lossless: exact counts
     ep = daemon.endpoints
     bench = start_bench(ep["publish"], "--frames", "20")
     with FrameSender(ep["ingest"]) as camera:

@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.actuators import DryRunMicroscope, SimMicroscope
+from clients.actuators import Applied, DryRunMicroscope, SimMicroscope
 from clients.control import ControlClient
-from clients.controller import ControlLoop, Limits, MoveStage
-from clients.controllers import CentreParticle
+from clients.controller import ControlLoop, Limits, MoveStage, SetDose
+from clients.controllers import CentreParticle, DoseGuard
 from clients.daemon_process import DaemonProcess
 from clients.loop_demo import DriftScenario, daemon_arguments, run_centring
 from clients.sender import FrameSender
+from clients.subscriber import Received
+from service.protocol import MsdMessage, ParticleMsd, TrackedObject, TrackMessage
 from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -87,8 +89,8 @@ def test_rate_limit_step_bound_and_deadman_stop(make_daemon) -> None:
         isinstance(a, MoveStage) and math.hypot(a.dx_nm, a.dy_nm) <= 25.0 + 1e-9 for _, a in report.actions
     )
     assert report.clipped == len(report.actions)  # 0.8 x 50.5 nm asked each time
-    assert report.deadman_trips == 1
-    assert not [t for t in times if paused + 0.1 < t < resumed]  # nothing while no results came
+    assert [t for t in report.deadman_times if paused < t < resumed]  # tripped while no results came
+    assert not [t for t in times if paused + 0.1 < t < resumed]  # and nothing was done meanwhile
     assert [t for t in times if t > resumed]  # acting again once they did
     assert report.rate_limited > 0
 
@@ -148,3 +150,97 @@ def test_lptem_control_and_lptem_sim_close_the_loop_over_the_cli(tmp_path: Path)
         finally:
             sim.terminate()
             sim.wait(timeout=30)
+
+
+def _track(frame: int, t_recv_ns: int, x: float = 150.0) -> TrackMessage:
+    obj = TrackedObject(1, x, 49.5, 0.0, 50.0, 1.0, True, (0, 0, 1, 1))
+    return TrackMessage(frame, 0, t_recv_ns, t_recv_ns, t_recv_ns, "test", 0, (obj,), 1.0, None, (100, 200))
+
+
+def test_stale_results_are_not_acted_on() -> None:
+    microscope = DryRunMicroscope()
+    loop = ControlLoop(
+        CentreParticle(1), microscope, "tcp://127.0.0.1:9", Limits(max_age_s=1.0, settle_s=0.0)
+    )
+    now = time.time_ns()
+    loop.handle(Received("track", _track(0, now - 3_000_000_000), now))  # received by the daemon 3 s ago
+    assert loop.report.stale == 1
+    assert microscope.commands == []
+    loop.handle(Received("track", _track(1, now), now))
+    assert len(microscope.commands) == 1
+
+
+def test_settling_waits_for_the_frame_that_shows_the_change() -> None:
+    """A move applies from frame 5: results of frames 2-4 are not acted on, frame 5's is."""
+
+    class FrameAwareStage(DryRunMicroscope):
+        def move_by(self, dx_nm: float, dy_nm: float) -> Applied:
+            super().move_by(dx_nm, dy_nm)
+            return Applied(effective_frame=5)
+
+    microscope = FrameAwareStage()
+    loop = ControlLoop(CentreParticle(1), microscope, "tcp://127.0.0.1:9", Limits(min_interval_s=0.0))
+    now = time.time_ns()
+    for frame in range(1, 7):
+        loop.handle(Received("track", _track(frame, now), now))
+    acted = [int(action.reason.rsplit("frame ", 1)[1]) for _, action in loop.report.actions]
+    assert acted == [1, 5, 6]  # after frame 1's move, frames 2-4 predate it
+
+
+def test_dose_guard_asks_again_until_the_loop_confirms() -> None:
+    guard = DoseGuard("alpha", below=0.5, lower_to=40.0, hold_s=1.0)
+    guard.baseline = 100.0
+    caged = _msd(0, alpha=0.2)
+    first = guard.on_msd(caged)
+    assert isinstance(first, SetDose)
+    assert first.dose_rate == 40.0
+    guard.on_applied(first, applied=False)  # rate-limited, or the microscope did not answer
+    assert not _lowered(guard)
+    again = guard.on_msd(_msd(1, alpha=0.2))
+    assert isinstance(again, SetDose)
+    guard.on_applied(again, applied=True)
+    assert _lowered(guard)
+    assert guard.on_msd(_msd(2, alpha=0.2)) is None  # lowered: nothing more to do
+    assert guard.on_msd(_msd(3, alpha=0.9)) is None  # back, but not for hold_s yet
+    restore = guard.on_msd(_msd(3 + 25, alpha=0.9))  # 25 frames x 0.05 s = 1.25 s later
+    assert isinstance(restore, SetDose)
+    assert restore.dose_rate == 100.0
+    guard.on_applied(restore, applied=True)
+    assert not _lowered(guard)
+    assert guard.on_stop() is None
+
+
+def _lowered(guard: DoseGuard) -> bool:
+    """Read through a call, so that the type checker does not narrow the attribute between steps."""
+    return guard.lowered
+
+
+def _msd(frame: int, alpha: float) -> MsdMessage:
+    particle = ParticleMsd(1, [1.0], [10], 1.0, 10.0, alpha, [1, 10], 0.99)
+    return MsdMessage(frame, 0, frame * 50_000_000, 64, [1], [0.05], 0.05, False, 1.0, (particle,))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_step_nm": -25.0},
+        {"min_interval_s": float("nan")},
+        {"deadman_s": 0.0},
+        {"min_dose_rate": 50.0, "max_dose_rate": 10.0},
+    ],
+)
+def test_limits_must_make_sense(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        Limits(**options)
+
+
+def test_bad_controller_settings_are_refused_by_the_cli() -> None:
+    for args, message in (
+        (["centre", "--gain", "-1"], "gain must be in (0, 1]"),
+        (["centre", "--max-step-nm", "-25"], "safety limits must be finite and >= 0"),
+        (["dose", "--alpha-below", "0.5", "--lower-to", "0"], "lower_to must be a dose rate > 0"),
+    ):
+        command = [LPTEM, "control", *args, "--dry-run", "--duration", "1"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr

@@ -60,12 +60,12 @@ def darkest_spot(preview: PreviewMessage) -> tuple[float, float]:
 
 
 @pytest.fixture
-def open_window(qtbot) -> Iterator[Callable[[str, str], DashboardWindow]]:
+def open_window(qtbot) -> Iterator[Callable[..., DashboardWindow]]:
     """Dashboard windows that are closed (sockets and worker thread too) at the end of the test."""
     windows: list[DashboardWindow] = []
 
-    def factory(publish: str, control: str) -> DashboardWindow:
-        window = DashboardWindow(publish, control)
+    def factory(publish: str, control: str, command_timeout_s: float = 15.0) -> DashboardWindow:
+        window = DashboardWindow(publish, control, command_timeout_s=command_timeout_s)
         qtbot.addWidget(window)
         window.show()
         windows.append(window)
@@ -123,7 +123,7 @@ def test_live_view_mouse_prompts_and_screenshot(
     qtbot.waitUntil(lambda: 1 in tracked(window) and tracked(window)[1].visible, timeout=10_000)
     found = tracked(window)[1]
     assert (found.x, found.y) == pytest.approx((x, y), abs=6.0)  # the box found the particle
-    assert window.command_label.text() == "add object: done (id 1)"
+    qtbot.waitUntil(lambda: window.command_label.text() == "add object: done (id 1)", timeout=5_000)
     qtbot.waitUntil(lambda: window.table.rowCount() == 1 and bool(window.msd_plot._curves), timeout=10_000)
     cell = window.table.item(0, 0)
     assert cell is not None
@@ -134,7 +134,7 @@ def test_live_view_mouse_prompts_and_screenshot(
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     right_click(window, (x, y))
     qtbot.waitUntil(lambda: tracked(window) == {}, timeout=10_000)
-    assert window.command_label.text() == "remove object 1: done"
+    qtbot.waitUntil(lambda: window.command_label.text() == "remove object 1: done", timeout=5_000)
     right_click(window, (x + 60 if x < 128 else x - 60, y))  # no object there: nothing is sent
     assert window.command_label.text().startswith("no object at")
 
@@ -154,8 +154,7 @@ def test_lptem_dashboard_screenshot_command(live_daemon: DaemonProcess, tmp_path
 
 def test_commands_never_block_the_gui(qtbot, open_window) -> None:
     nobody = f"tcp://127.0.0.1:{free_port()}"
-    window = open_window(nobody, nobody)
-    window.commands.timeout_s = 1.0
+    window = open_window(nobody, nobody, command_timeout_s=1.0)
     ticks = []
     timer = QtCore.QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -165,6 +164,7 @@ def test_commands_never_block_the_gui(qtbot, open_window) -> None:
     assert "refused" not in window.command_label.text()
     qtbot.waitUntil(lambda: "refused" in window.command_label.text(), timeout=10_000)
     assert "no reply" in window.command_label.text()
+    assert "may still apply it" in window.command_label.text()
     timer.stop()
 
 

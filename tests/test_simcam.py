@@ -59,7 +59,9 @@ def test_sim_streams_to_the_daemon_like_a_camera(tmp_path):
     with DaemonProcess(
         "--policy", "queue", "--record", str(record), "--auto-detect", "-E", "particle_radius_px=12"
     ) as d:
-        result = lptem("sim", "--ingest", d.ingest, "--frames", "40", "--fps", "200", *SMALL)
+        result = lptem(
+            "sim", "--ingest", d.ingest, "--control", "none", "--frames", "40", "--fps", "200", *SMALL
+        )
         assert result.returncode == 0, result.stderr
         assert "sent 40 frames" in result.stdout
         assert wait_processed(d.control, 40)

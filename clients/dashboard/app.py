@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+
+import zmq
 
 from service.daemon import DEFAULT_CONTROL, DEFAULT_PUBLISH
 
@@ -56,8 +59,16 @@ def run_dashboard(args: argparse.Namespace) -> int:
     from clients.dashboard.window import DashboardWindow  # noqa: PLC0415
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    window = DashboardWindow(args.publish, args.control, args.refresh_hz, args.trail_frames)
+    try:
+        window = DashboardWindow(args.publish, args.control, args.refresh_hz, args.trail_frames)
+    except zmq.ZMQError as exc:
+        log.error("cannot connect to %s / %s: %s", args.publish, args.control, exc)
+        return 2
     window.show()
+    signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl-C in the terminal closes the window
+    wake = QtCore.QTimer()  # lets the Python signal handler run while Qt waits for events
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
     if args.screenshot is not None:
 
         def save_and_quit() -> None:

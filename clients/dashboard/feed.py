@@ -2,8 +2,8 @@
 
 ``ResultFeed`` reads the daemon's PUB socket through a ``QSocketNotifier`` on ZeroMQ's file descriptor.
 That descriptor is edge-triggered: it signals that *something* changed, so every notification (and a
-periodic timer, as a safety net) drains the socket until ``ZMQ_EVENTS`` says nothing is left. A silent
-heartbeat (no ``status`` for ``heartbeat_timeout_s``) rebuilds the socket, so a restarted daemon is
+periodic timer, as a safety net) drains the socket until ``ZMQ_EVENTS`` says nothing is left. Silence (no
+message, the ``status`` heartbeat included, for ``heartbeat_timeout_s``) rebuilds the socket, so a restarted daemon is
 picked up by itself.
 
 ``CommandRunner`` sends control requests from a worker thread and reports back through Qt signals.
@@ -45,6 +45,7 @@ class ResultFeed(QtCore.QObject):
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.connected = False
         self.messages = 0
+        self.undecodable = 0
         self.reconnects = 0
         self._daemon_started_ns: int | None = None
         self._context = zmq.Context()
@@ -90,17 +91,19 @@ class ResultFeed(QtCore.QObject):
             events = int(socket.getsockopt(zmq.EVENTS))
             if not events & zmq.POLLIN:
                 return
-            topic, payload = socket.recv_multipart(zmq.NOBLOCK)
-            self._dispatch(topic, payload, time.time_ns())
+            self._dispatch(socket.recv_multipart(zmq.NOBLOCK), time.time_ns())
         if not self._drain_scheduled:  # more is waiting: continue after the GUI had its turn
             self._drain_scheduled = True
             QtCore.QTimer.singleShot(0, self._drain)
 
-    def _dispatch(self, topic: bytes, payload: bytes, t_client_ns: int) -> None:
+    def _dispatch(self, parts: list[bytes], t_client_ns: int) -> None:
         try:
+            topic, payload = parts
             message = decode_result(topic, payload)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("undecodable %s message: %s", topic.decode(errors="replace"), exc)
+        except (ValueError, KeyError, TypeError) as exc:  # a malformed result is dropped and counted
+            self.undecodable += 1
+            if self.undecodable == 1 or self.undecodable % 1000 == 0:
+                log.warning("undecodable message (%d so far): %s", self.undecodable, exc)
             return
         self.messages += 1
         self._last_seen = time.monotonic()
@@ -146,13 +149,15 @@ class CommandRunner(QtCore.QObject):
     done = QtCore.Signal(str, object)  # description, reply dict
     failed = QtCore.Signal(str, str)  # description, error text
 
-    def __init__(self, endpoint: str, timeout_s: float = 5.0, parent: QtCore.QObject | None = None):
+    def __init__(self, endpoint: str, timeout_s: float = 15.0, parent: QtCore.QObject | None = None):
+        """``timeout_s`` exceeds the daemon's own 10 s wait for a busy engine (see ControlClient)."""
         super().__init__(parent)
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._requests: queue.SimpleQueue[tuple[str, Callable[[ControlClient], Any]] | None] = (
             queue.SimpleQueue()
         )
+        self._client = ControlClient(endpoint, timeout_s=timeout_s)  # a bad endpoint fails here, not later
         self._thread = threading.Thread(target=self._work, name="lptem-dashboard-control", daemon=True)
         self._thread.start()
 
@@ -160,13 +165,19 @@ class CommandRunner(QtCore.QObject):
         self._requests.put((description, request))
 
     def _work(self) -> None:
-        with ControlClient(self.endpoint, timeout_s=self.timeout_s) as client:
+        """Owns the REQ socket from here on (a ZeroMQ socket is used by one thread at a time)."""
+        with self._client as client:
             while (item := self._requests.get()) is not None:
                 description, request = item
                 try:
                     self.done.emit(description, request(client))
-                except (ControlError, TimeoutError) as exc:
+                except ControlError as exc:
                     self.failed.emit(description, str(exc))
+                except TimeoutError as exc:
+                    self.failed.emit(description, f"{exc} (the daemon may still apply it)")
+                except Exception as exc:  # any failure is reported: the worker must live on
+                    log.exception("%s failed", description)
+                    self.failed.emit(description, f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         self._requests.put(None)

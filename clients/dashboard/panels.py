@@ -33,6 +33,9 @@ class ParticleTable(QtWidgets.QTableWidget):
 
     def show_rows(self, rows: list[ObjectRow]) -> None:
         selected = self.selected_id()
+        if selected is not None and selected not in {row.id for row in rows}:
+            self.clearSelection()  # the selected object is gone: prompts must not fall on its neighbour
+            selected = None
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, text in enumerate(_cells(row)):
@@ -82,6 +85,7 @@ class MsdPlot(pg.PlotWidget):
         if set(particles) != set(self._curves):
             self._rebuild(sorted(particles))
         lag_s = np.asarray(msd.lag_s)
+        lags = np.asarray(msd.lags, dtype=np.float64)
         shown: list[np.ndarray] = []
         for obj_id, p in particles.items():
             points, line = self._curves[obj_id]
@@ -89,15 +93,17 @@ class MsdPlot(pg.PlotWidget):
             ok = np.isfinite(values) & (values > 0) & np.isfinite(lag_s) & (lag_s > 0)
             points.setData(lag_s[ok], values[ok])
             shown.append(values[ok])
-            d = p.D_nm2_per_s if nm2 and math.isfinite(p.alpha) and ok.any() else None
-            tau = lag_s[ok]
-            if d is None:
-                line.setData([], [])
-            else:
-                line.setData(tau, 4 * d * tau**p.alpha)
-            text = (
-                f"{obj_id}: D {d:.3g} nm²/s^α, α {p.alpha:.2f}" if d is not None else f"{obj_id}: no fit yet"
+            # MSD = 4 D τ^α: τ in s with D in nm²/s^α, or τ in frames with D in px²/frame^α
+            d, tau, unit = (
+                (p.D_nm2_per_s, lag_s, "nm²/s^α") if nm2 else (p.D_px2_per_frame, lags, "px²/frame^α")
             )
+            fitted = d is not None and math.isfinite(d) and math.isfinite(p.alpha) and bool(ok.any())
+            if fitted and d is not None:
+                line.setData(lag_s[ok], 4 * d * tau[ok] ** p.alpha)
+                text = f"{obj_id}: D {d:.3g} {unit}, α {p.alpha:.2f}"
+            else:
+                line.setData([], [])
+                text = f"{obj_id}: no fit yet"
             label = self.legend.getLabel(points)
             if label is not None:
                 label.setText(text)

@@ -79,8 +79,8 @@ class DashboardState:
     """Frames each object was visible in since the dashboard started."""
     rates: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=600))
     """(daemon time s, fps in, fps out) from status."""
-    latencies: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=3000))
-    """(camera time s, camera->client latency ms) per track."""
+    latencies: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=15000))
+    """(camera time s, camera->client latency ms) per track (a minute at up to 250 frames/s)."""
     version: int = 0
     """Bumped on every change; the window redraws only when it moved."""
 

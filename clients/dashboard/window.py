@@ -17,12 +17,19 @@ log = logging.getLogger("lptem.dashboard")
 
 
 class DashboardWindow(QtWidgets.QMainWindow):
-    def __init__(self, publish: str, control: str, refresh_hz: float = 15.0, trail_frames: int = 100) -> None:
+    def __init__(
+        self,
+        publish: str,
+        control: str,
+        refresh_hz: float = 15.0,
+        trail_frames: int = 100,
+        command_timeout_s: float = 15.0,
+    ) -> None:
         super().__init__()
         self.setWindowTitle(f"lptem dashboard: {publish}")
         self.state = DashboardState(trail_frames=trail_frames)
         self.feed = ResultFeed(publish, parent=self)
-        self.commands = CommandRunner(control, parent=self)
+        self.commands = CommandRunner(control, command_timeout_s, parent=self)
         self.pending_points: list[tuple[float, float, int]] = []
         self.frame_view = FrameView()
         self.table = ParticleTable()

@@ -260,6 +260,8 @@ class Simulator:
         scale, offset = output
         read2 = self.stack.read_noise_e**2
         a = scale * math.sqrt(lam_bg + read2)
+        if a == 0:  # no electrons and no read noise (a blanked beam on a noiseless camera): a flat frame
+            return np.full(self.config.shape, np.float32(offset), np.float32)
         out = bank.affine(a, scale * lam_bg + offset, self.rng)  # background everywhere
         frame = (0, out.shape[0], 0, out.shape[1])
         for rect in rects:  # may reach beyond the frame: particles outside still blur into it
@@ -290,14 +292,16 @@ class Simulator:
         return apply_mtf(counts, self._mtf)[pad : pad + rows, pad : pad + cols]
 
     def _output_scale(self, lam_bg: float) -> tuple[float, float]:
-        """(DN per electron, DN offset) of the output dtype (float32: electrons)."""
+        """(DN per electron, DN offset) of the output dtype (float32: electrons). uint8 frames are normalised
+        one by one, like exported JPEGs: the background at 128 DN with ``uint8_sigma_dn`` noise, whatever
+        the dose (a dose change shows as a change of contrast, not of brightness)."""
         c = self.config
         if c.dtype == "float32":
             return 1.0, 0.0
         if c.dtype == "uint16":
             return c.uint16_gain, c.uint16_offset
         sigma_bg = math.sqrt(lam_bg + self.stack.read_noise_e**2) * noise_std_factor()
-        scale = c.uint8_sigma_dn / sigma_bg
+        scale = c.uint8_sigma_dn / sigma_bg if sigma_bg > 0 else 1.0  # no electrons and no read noise: flat
         return scale, 128.0 - lam_bg * scale
 
     def _quantise(self, image: F32) -> npt.NDArray[Any]:
