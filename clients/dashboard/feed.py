@@ -3,8 +3,8 @@
 ``ResultFeed`` reads the daemon's PUB socket through a ``QSocketNotifier`` on ZeroMQ's file descriptor.
 That descriptor is edge-triggered: it signals that *something* changed, so every notification (and a
 periodic timer, as a safety net) drains the socket until ``ZMQ_EVENTS`` says nothing is left. Silence (no
-message, the ``status`` heartbeat included, for ``heartbeat_timeout_s``) rebuilds the socket, so a restarted daemon is
-picked up by itself.
+message, the ``status`` heartbeat included, for ``heartbeat_timeout_s``) rebuilds the socket, so a
+restarted daemon is picked up by itself.
 
 ``CommandRunner`` sends control requests from a worker thread and reports back through Qt signals.
 """
