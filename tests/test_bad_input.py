@@ -14,6 +14,7 @@ from clients.control import ControlClient, ControlError
 from clients.daemon_process import DaemonProcess
 from clients.subscriber import Subscriber
 from service.protocol import TrackMessage, encode_header
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -132,6 +133,7 @@ def test_bad_control_requests_get_errors_and_change_no_state():
         control.add_object(box=[18, 18, 31, 31], obj_id=3)
         with _camera(daemon.ingest) as camera:
             camera.send_multipart([header(0), GOOD.tobytes()])  # the frame size becomes known
+        assert wait_until(lambda: control.status().frames_processed == 1)
         before = control.list_objects()
         context = zmq.Context()
         req = context.socket(zmq.REQ)
