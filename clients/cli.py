@@ -77,6 +77,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_analyze",
         "trajectory statistics of a record or a trajectory table: MSD, D, α, VACF, displacements, figures",
     ),
+    "export": (
+        "engine.sam2.export_cli",
+        "add_export_arguments",
+        "run_export",
+        "export SAM 2's four stages to ONNX with static shapes (for onnxruntime and TensorRT)",
+    ),
     "demo": (
         "clients.demo",
         "add_demo_arguments",

@@ -116,6 +116,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the model runs (default auto: CUDA, else MPS, else CPU)",
     )
     sam.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "tensorrt"),
+        help="where the model's stages run (default torch; onnxruntime and tensorrt use graphs from "
+        "lptem export, -E onnx_dir=DIR, or export them to a cache on first use; docs/gpu.md)",
+    )
+    sam.add_argument(
         "--random-weights",
         action="store_true",
         help="untrained seeded weights, for plumbing tests and benchmarks only (warns loudly)",
@@ -197,7 +203,7 @@ def print_engines() -> None:
 
 
 SAM2_FLAGS = {"model": "--model", "checkpoint": "--checkpoint", "device": "--device",
-              "random_weights": "--random-weights"}  # fmt: skip
+              "random_weights": "--random-weights", "backend": "--backend"}  # fmt: skip
 
 
 def engine_options_from(args: argparse.Namespace) -> dict[str, str]:

@@ -27,7 +27,7 @@ def test_help_lists_every_command_and_each_has_help():
     top = lptem("--help")
     assert top.returncode == 0
     commands = ("serve", "replay", "record", "prompt", "status", "msd", "control", "bench", "dashboard",
-                "sim", "analyze", "demo")  # fmt: skip
+                "sim", "analyze", "export", "demo")  # fmt: skip
     for command in commands:
         assert command in top.stdout
         sub = lptem(command, "--help")

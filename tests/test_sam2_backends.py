@@ -1,0 +1,179 @@
+"""The backend switch as users meet it (``lptem serve --backend``), and the TensorRT backend.
+
+TensorRT needs a CUDA GPU and the ``tensorrt`` package: the tests marked ``tensorrt`` skip cleanly, saying
+which is missing, on machines without them (all development machines of this project). The parts of the
+TensorRT backend that need neither (profiles, precision choice, cache keys, the error without CUDA) are
+tested everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sam2")
+pytest.importorskip("onnxruntime")
+
+from engine.api import Box, Prompt  # noqa: E402
+from engine.sam2.export import Manifest, export_onnx  # noqa: E402
+from engine.sam2.models import build_model  # noqa: E402
+from engine.sam2.staged import StaticShapes  # noqa: E402
+from engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
+from engine.sam2.trt_backend import (  # noqa: E402
+    PROMPT_TOKENS,
+    TensorRTUnavailable,
+    engine_key,
+    keep_in_fp32,
+    profile_for,
+    require_tensorrt,
+    trt_runners,
+)
+from engine.sim.motion import Motion  # noqa: E402
+from engine.sim.simulator import Particles, SimConfig, Simulator  # noqa: E402
+
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def model():
+    logging.getLogger("engine.sam2.models").setLevel(logging.ERROR)  # the random-weights banner
+    torch.set_num_threads(2)
+    return build_model(
+        "sam2.1_hiera_t", None, torch.device("cpu"), random_weights=True, image_size=SIZE, seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def graphs(model, tmp_path_factory) -> Path:
+    folder = Path(tmp_path_factory.mktemp("onnx"))
+    export_onnx(model, folder, StaticShapes(SIZE, max_objects=8), name="sam2.1_hiera_t", weights="random:0")
+    return folder
+
+
+def test_profiles_cover_the_object_batch_and_prompt_tokens(graphs):
+    manifest = Manifest.read(graphs)
+    decoder = profile_for(manifest.graphs["mask_decoder"]["inputs"], manifest.shapes.max_objects)
+    low, opt, high = decoder.shapes["sparse"]
+    assert (low, opt, high) == ((1, PROMPT_TOKENS[0], 256), (4, 2, 256), (8, PROMPT_TOKENS[2], 256))
+    assert decoder.shapes["feat_s0"] == ((1, 32, 64, 64), (4, 32, 64, 64), (8, 32, 64, 64))
+    memory = profile_for(manifest.graphs["memory_attention"]["inputs"], manifest.shapes.max_objects)
+    tokens = 7 * 16 * 16 + 64
+    assert memory.shapes["memory"] == ((tokens, 1, 64), (tokens, 4, 64), (tokens, 8, 64))
+    image = profile_for(manifest.graphs["image_encoder"]["inputs"], manifest.shapes.max_objects)
+    assert image.shapes == {}  # fully static
+
+
+def test_layernorm_and_softmax_stay_in_fp32():
+    assert keep_in_fp32("NORMALIZATION")
+    assert keep_in_fp32("SOFTMAX")
+    assert not keep_in_fp32("CONVOLUTION")
+    assert not keep_in_fp32("MATRIX_MULTIPLY")
+
+
+def test_engine_cache_key_changes_with_gpu_tensorrt_and_graphs(graphs):
+    manifest = Manifest.read(graphs)
+    key = engine_key(manifest, "NVIDIA A100-SXM4-80GB", (8, 0), "10.3.0")
+    assert key.startswith("nvidia-a100-sxm4-80gb-sm80-trt10.3.0-")
+    assert key != engine_key(manifest, "NVIDIA A100-SXM4-80GB", (8, 0), "10.4.0")
+    assert key != engine_key(manifest, "NVIDIA L4", (8, 9), "10.3.0")
+    other = Manifest(manifest.model, "random:1", manifest.shapes, manifest.opset, manifest.versions,
+                     manifest.graphs)  # fmt: skip
+    assert key != engine_key(other, "NVIDIA A100-SXM4-80GB", (8, 0), "10.3.0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_without_cuda_the_tensorrt_backend_says_so(graphs, model):
+    with pytest.raises(TensorRTUnavailable, match="needs a CUDA GPU"):
+        require_tensorrt()
+    with pytest.raises(TensorRTUnavailable, match="needs a CUDA GPU"):
+        trt_runners(graphs, torch.device("cpu"), graphs / "engines")
+    with pytest.raises(TensorRTUnavailable, match="needs a CUDA GPU"):
+        Sam2Tracker(Sam2Config(device="cpu", backend="tensorrt", onnx_dir=str(graphs)), model=model)
+
+
+@pytest.fixture(scope="module")
+def cuda_tensorrt():
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT tests need a CUDA GPU; torch.cuda.is_available() is False here")
+    return pytest.importorskip(
+        "tensorrt", reason="TensorRT tests need the tensorrt package (pip install tensorrt)"
+    )
+
+
+def _clip():
+    config = SimConfig(
+        shape=(192, 256), particles=Particles(count=2, width_nm=12.0), motion=Motion("brownian", sigma_px=2.0)
+    )
+    sim = Simulator(config, seed=3)
+    return [sim.next(want_labels=True) for _ in range(14)]
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_streaming_matches_torch(cuda_tensorrt, tmp_path):
+    """fp16 engines against the fp32 torch model on the GPU: IoU >= 0.98, centroids within 0.5 px."""
+    cuda = torch.device("cuda")
+    gpu_model = build_model("sam2.1_hiera_t", None, cuda, random_weights=True, image_size=SIZE, seed=0)
+    clip = _clip()
+
+    def stream(config):
+        tracker = Sam2Tracker(config, model=gpu_model)
+        out = []
+        for i, frame in enumerate(clip):
+            if i == 0:
+                for label in (1, 2):
+                    ys, xs = np.nonzero(frame.truth.labels == label)
+                    tracker.add_object(
+                        Prompt(box=Box(xs.min() - 3, ys.min() - 3, xs.max() + 3, ys.max() + 3)), label
+                    )
+            out.append(tracker.step(frame.image, want_labels=True))
+        return out
+
+    reference = stream(Sam2Config(device="cuda", autocast=False))
+    engines = stream(
+        Sam2Config(device="cuda", autocast=False, backend="tensorrt", engine_cache=str(tmp_path))
+    )
+    for a, b in zip(reference, engines, strict=True):
+        for obj_a, obj_b in zip(a.objects, b.objects, strict=True):
+            mask_a, mask_b = a.labels == obj_a.id, b.labels == obj_b.id
+            union = (mask_a | mask_b).sum()
+            assert (mask_a & mask_b).sum() / max(union, 1) >= 0.98
+            assert abs(obj_a.x - obj_b.x) <= 0.5
+            assert abs(obj_a.y - obj_b.y) <= 0.5
+    assert len(list(tmp_path.rglob("*.plan"))) == 4
+
+
+@pytest.mark.e2e
+def test_serve_with_the_onnxruntime_backend_tracks_every_frame(tmp_path):
+    from clients.control import ControlClient  # noqa: PLC0415
+    from clients.daemon_process import DaemonProcess  # noqa: PLC0415
+    from clients.sender import FrameSender  # noqa: PLC0415
+    from clients.subscriber import Subscriber  # noqa: PLC0415
+
+    clip = _clip()
+    args = ("--engine", "sam2", "--random-weights", "--device", "cpu", "--backend", "onnxruntime",
+            "-E", "image_size=128", "--policy", "queue")  # fmt: skip
+    env = {"LPTEM_CACHE": str(tmp_path)}  # graphs are exported there on first use
+    with (
+        DaemonProcess(*args, env=env, startup_timeout_s=180) as daemon,
+        Subscriber(daemon.publish) as sub,
+        ControlClient(daemon.control, timeout_s=60) as control,
+    ):
+        assert sub.wait_connected(30)
+        for label in (1, 2):
+            ys, xs = np.nonzero(clip[0].truth.labels == label)
+            control.add_object(
+                box=[float(xs.min() - 3), float(ys.min() - 3), float(xs.max() + 3), float(ys.max() + 3)]
+            )
+        with FrameSender(daemon.ingest) as camera:
+            for frame in clip[:6]:
+                camera.send(frame.image)
+        tracks = [r.message for r in (sub.recv(60) for _ in range(6)) if r is not None]
+    assert [t.frame for t in tracks] == list(range(6))
+    assert all([o.id for o in t.objects] == [1, 2] for t in tracks)
+    manifests = list(tmp_path.glob("onnx/*/manifest.json"))
+    assert len(manifests) == 1
+    assert Manifest.read(manifests[0].parent).shapes.image_size == 128
