@@ -14,12 +14,13 @@ STAMP_TEST := $(VENV)/.installed-test
 
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help venv demo test lint typecheck layers pytest test-slow bench clean
+.PHONY: help venv demo test lint typecheck layers pytest test-slow test-gpu bench clean
 
 help:
 	@echo "make demo       set up .venv and run the live demo on the embedded (classical) engine"
 	@echo "make test       set up .venv and run lint, type check, layer contracts and the test suite"
 	@echo "make test-slow  the slow tests left out of 'make test'"
+	@echo "make test-gpu   on a CUDA machine: install tensorrt, run the backend parity tests (docs/gpu.md)"
 	@echo "make bench      the benchmark scripts (prints figures; takes about 20 minutes)"
 
 venv: $(STAMP_TEST)
@@ -60,6 +61,11 @@ test: lint typecheck layers pytest
 
 test-slow: $(STAMP_TEST)
 	$(PY) -m pytest -m slow -q
+
+# The TensorRT tests skip without CUDA; on a GPU machine (where pip's torch is a CUDA build) they run.
+test-gpu: $(STAMP_TEST)
+	$(PIP) install --quiet -e ".[trt]"
+	$(PY) -m pytest -rs -q tests/test_sam2_onnx.py tests/test_sam2_backends.py
 
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/overhead.py

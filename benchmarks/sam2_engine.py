@@ -1,11 +1,14 @@
 """SAM 2 streaming engine: time per stage, frames per second and peak memory on this machine's device.
 
-    python benchmarks/sam2_engine.py                 # Hiera-T, 512^2 and 1024^2, 1 / 5 / 10 objects
+    python benchmarks/sam2_engine.py         # Hiera-T, 512^2 and 1024^2, 1 / 5 objects, torch vs onnxruntime
     python benchmarks/sam2_engine.py --model sam2.1_hiera_b+ --sizes 1024 --objects 5 --json sam2.json
+    python benchmarks/sam2_engine.py --backends torch tensorrt --device cuda      # on a GPU machine
 
 Random (seeded) weights unless --checkpoint is given: stage times do not depend on the weights. The real
 ``Sam2Tracker.step`` runs; the stages are timed by wrapping the model's own calls (image encoder, memory
-attention, mask decoder, memory encoder) and ours (preprocessing, post-processing and measurement).
+attention, mask decoder, memory encoder) and ours (preprocessing, post-processing and measurement), so the
+same clock times every backend (onnxruntime and TensorRT graphs are exported to the cache on first use,
+before timing; see docs/gpu.md). The last column compares each backend's frame time with torch eager's.
 """
 
 from __future__ import annotations
@@ -68,10 +71,12 @@ def instrument(tracker: Sam2Tracker, clock: StageClock) -> None:
     tracker._publish = clock.wrap("measurement", tracker._publish)  # type: ignore[method-assign]
 
 
-def run(model_name: str, checkpoint: Path | None, *, size: int, objects: int, frames: int,
+def run(model: Any, checkpoint: Path | None, *, backend: str, objects: int, frames: int,
         device: torch.device) -> dict[str, Any]:  # fmt: skip
-    model = build_model(model_name, checkpoint, device, random_weights=checkpoint is None, image_size=size)
-    tracker = Sam2Tracker(Sam2Config(device=cast(Any, device.type)), model=model)
+    config = Sam2Config(device=cast(Any, device.type), backend=cast(Any, backend),
+                        checkpoint=str(checkpoint) if checkpoint else None)  # fmt: skip
+    tracker = Sam2Tracker(config, model=model)
+    size = model.image_size
     clock = StageClock(device)
     instrument(tracker, clock)
     rng = np.random.default_rng(0)
@@ -96,6 +101,7 @@ def run(model_name: str, checkpoint: Path | None, *, size: int, objects: int, fr
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
     return {
+        "backend": backend,
         "size": size,
         "objects": objects,
         "stages_ms": {s: 1e3 * float(np.median(v)) for s, v in per_frame.items()},
@@ -113,7 +119,9 @@ def main() -> int:
     parser.add_argument("--model", default="sam2.1_hiera_t")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--sizes", nargs="+", type=int, default=[512, 1024], help="model input sides, px")
-    parser.add_argument("--objects", nargs="+", type=int, default=[1, 5, 10])
+    parser.add_argument("--objects", nargs="+", type=int, default=[1, 5])
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"],
+                        choices=["torch", "onnxruntime", "tensorrt"])  # fmt: skip
     parser.add_argument("--frames", type=int, default=3, help="timed frames per configuration")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
@@ -126,21 +134,26 @@ def main() -> int:
     weights = f"checkpoint {args.checkpoint}" if args.checkpoint else "random weights"
     print(f"model {args.model}, {weights}, median of {args.frames} frames after 2 warm-ups; ms per frame\n")
     header = (
-        f"{'input':>6} {'obj':>4} "
+        f"{'backend':>12} {'input':>6} {'obj':>4} "
         + " ".join(f"{s[:12]:>12}" for s in STAGES)
-        + f" {'frame':>9} {'fps':>7} {'peak/MB':>8}"
+        + f" {'frame':>9} {'fps':>7} {'peak/MB':>8} {'vs torch':>8}"
     )
     print(header)
     results = []
     for size in args.sizes:
+        model = build_model(args.model, args.checkpoint, device, random_weights=args.checkpoint is None,
+                            image_size=size)  # fmt: skip
         for objects in args.objects:
-            r = run(
-                args.model, args.checkpoint, size=size, objects=objects, frames=args.frames, device=device
-            )
-            results.append(r)
-            cells = " ".join(f"{r['stages_ms'][s]:12.1f}" for s in STAGES)
-            print(f"{size:>6} {objects:>4} {cells} {r['frame_ms']:9.1f} {r['fps']:7.2f} {r['peak_mb']:8.0f}",
-                  flush=True)  # fmt: skip
+            eager_ms = None
+            for backend in args.backends:
+                r = run(model, args.checkpoint, backend=backend, objects=objects, frames=args.frames,
+                        device=device)  # fmt: skip
+                results.append(r)
+                eager_ms = r["frame_ms"] if backend == "torch" else eager_ms
+                speedup = f"{eager_ms / r['frame_ms']:7.2f}x" if eager_ms else f"{'-':>8}"
+                cells = " ".join(f"{r['stages_ms'][s]:12.1f}" for s in STAGES)
+                print(f"{backend:>12} {size:>6} {objects:>4} {cells} {r['frame_ms']:9.1f} {r['fps']:7.2f} "
+                      f"{r['peak_mb']:8.0f} {speedup}", flush=True)  # fmt: skip
     print(f"\npeak memory: {results[-1]['peak_kind']}; "
           f"stream length {tracker_module.STREAM_FRAMES} frames assumed by the memory selection")  # fmt: skip
     dump_json(args.json, {"machine": machine(), "device": str(device), "results": results})

@@ -125,6 +125,13 @@ def test_a_memory_larger_than_the_slots_is_refused(model):
         pad_memory(memory, memory, 8, shapes)
 
 
+def test_settings_needing_more_memory_than_the_slots_are_refused_at_start(model, graphs):
+    config = Sam2Config(device="cpu", backend="onnxruntime", onnx_dir=str(graphs),
+                        corrections_as_conditioning=True, max_conditioning_frames=4)  # fmt: skip
+    with pytest.raises(ValueError, match="need memory_slots >= 10"):
+        Sam2Tracker(config, model=model)
+
+
 def test_batches_beyond_max_objects_are_split(model):
     seen = []
 

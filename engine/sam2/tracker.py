@@ -116,6 +116,8 @@ class Sam2Tracker:
             checkpoint = Path(c.checkpoint) if c.checkpoint else None
             model = build_model(c.model, checkpoint, self.device, random_weights=c.random_weights,
                                 image_size=c.image_size, seed=c.seed)  # fmt: skip
+        if c.backend != "torch":
+            _check_slots(c, model.num_maskmem)
         checkpoint = Path(c.checkpoint) if c.checkpoint else None
         self.model = bind_backend(model, c.model, checkpoint, c.seed, c.backend_config())
         self.preprocess = Preprocessor(model.image_size, self.device, c.normalization)
@@ -337,6 +339,17 @@ class Sam2Tracker:
         for obj_id in lost:
             del self._objects[obj_id]
         return lost
+
+
+def _check_slots(config: Sam2Config, num_maskmem: int) -> None:
+    """The exported graphs hold ``memory_slots`` memories per object: refuse settings that need more."""
+    conditioning = config.max_conditioning_frames if config.corrections_as_conditioning else 1
+    needed = conditioning + num_maskmem - 1
+    if needed > config.memory_slots:
+        raise ValueError(
+            f"{conditioning} conditioning + {num_maskmem - 1} recent memories need memory_slots >= {needed} "
+            f"(graphs have {config.memory_slots}): export --memory-slots {needed}, -E memory_slots={needed}"
+        )
 
 
 def object_result(
