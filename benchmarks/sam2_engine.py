@@ -71,7 +71,7 @@ def instrument(tracker: Sam2Tracker, clock: StageClock) -> None:
     tracker._publish = clock.wrap("measurement", tracker._publish)  # type: ignore[method-assign]
 
 
-def run(model: Any, checkpoint: Path | None, *, backend: str, objects: int, frames: int,
+def run(model: Any, checkpoint: Path | None, *, backend: str, objects: int, frames: int, warmup: int,
         device: torch.device) -> dict[str, Any]:  # fmt: skip
     config = Sam2Config(device=cast(Any, device.type), backend=cast(Any, backend),
                         checkpoint=str(checkpoint) if checkpoint else None)  # fmt: skip
@@ -85,8 +85,8 @@ def run(model: Any, checkpoint: Path | None, *, backend: str, objects: int, fram
     for k in range(objects):
         c = step * (k + 1)
         tracker.add_object(Prompt(box=Box(c - 20, c - 20, c + 20, c + 20)))
-    tracker.step(frame)  # prompts and warm-up
-    tracker.step(frame)
+    for _ in range(warmup):  # prompts, first calls, and the memory bank filling up to its steady size
+        tracker.step(frame)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     per_frame: dict[str, list[float]] = defaultdict(list)
@@ -123,6 +123,8 @@ def main() -> int:
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"],
                         choices=["torch", "onnxruntime", "tensorrt"])  # fmt: skip
     parser.add_argument("--frames", type=int, default=3, help="timed frames per configuration")
+    parser.add_argument("--warmup", type=int, default=8,
+                        help="untimed frames first (default 8: memory bank full, as in a stream)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -132,7 +134,8 @@ def main() -> int:
         f"machine: {machine()}; device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     weights = f"checkpoint {args.checkpoint}" if args.checkpoint else "random weights"
-    print(f"model {args.model}, {weights}, median of {args.frames} frames after 2 warm-ups; ms per frame\n")
+    print(f"model {args.model}, {weights}, median of {args.frames} frames after {args.warmup} warm-ups; "
+          "ms per frame\n")  # fmt: skip
     header = (
         f"{'backend':>12} {'input':>6} {'obj':>4} "
         + " ".join(f"{s[:12]:>12}" for s in STAGES)
@@ -147,7 +150,7 @@ def main() -> int:
             eager_ms = None
             for backend in args.backends:
                 r = run(model, args.checkpoint, backend=backend, objects=objects, frames=args.frames,
-                        device=device)  # fmt: skip
+                        warmup=args.warmup, device=device)  # fmt: skip
                 results.append(r)
                 eager_ms = r["frame_ms"] if backend == "torch" else eager_ms
                 speedup = f"{eager_ms / r['frame_ms']:7.2f}x" if eager_ms else f"{'-':>8}"
