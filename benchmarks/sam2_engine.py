@@ -124,7 +124,7 @@ def main() -> int:
                         choices=["torch", "onnxruntime", "tensorrt"])  # fmt: skip
     parser.add_argument("--frames", type=int, default=3, help="timed frames per configuration")
     parser.add_argument("--warmup", type=int, default=8,
-                        help="untimed frames first (default 8: memory bank full, as in a stream)")  # fmt: skip
+                        help="untimed frames first (default 8: memory bank full)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
