@@ -29,7 +29,7 @@ from engine.api import Box, PointPrompt, Prompt  # noqa: E402
 from engine.sam2.backends import check_manifest, graphs_folder  # noqa: E402
 from engine.sam2.export import Manifest, export_onnx, parity_errors, stage_graphs  # noqa: E402
 from engine.sam2.models import build_model  # noqa: E402
-from engine.sam2.staged import StaticShapes, _chunked, pad_memory  # noqa: E402
+from engine.sam2.staged import StaticShapes, _chunked, pad_memory, static_shapes  # noqa: E402
 from engine.sam2.static import MemoryAttentionStage, rope_tables, rotate  # noqa: E402
 from engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
 from engine.sim.motion import Motion  # noqa: E402
@@ -74,6 +74,24 @@ def test_manifest_describes_the_graphs(graphs):
     for graph in manifest.graphs.values():
         assert (graphs / graph["file"]).stat().st_size > 0
     assert Manifest.read(graphs).key() == manifest.key()
+
+
+def test_layer_norms_export_as_single_nodes(graphs):
+    """fp16 TensorRT keeps LayerNormalization nodes in fp32; a decomposed norm (ReduceMean, Pow, Sqrt) would
+    run in fp16. SAM 2's channel norms (decoder upscaling, memory encoder) are rewritten for export."""
+    import onnx  # noqa: PLC0415
+
+    for stage in ("mask_decoder", "memory_encoder", "memory_attention"):
+        ops = [node.op_type for node in onnx.load(str(graphs / f"{stage}.onnx")).graph.node]
+        assert "LayerNormalization" in ops, stage
+        assert "Pow" not in ops, stage
+
+
+def test_pointer_slots_grow_with_the_conditioning_slots(model):
+    assert static_shapes(model, memory_slots=7).pointer_tokens == 4 * 16  # 1 conditioning + 15 recent
+    assert static_shapes(model, memory_slots=10).pointer_tokens == 4 * 19  # 4 conditioning + 15 recent
+    with pytest.raises(ValueError, match="at least 7"):
+        static_shapes(model, memory_slots=6)
 
 
 def test_graphs_for_other_weights_or_shapes_are_refused(model, graphs):

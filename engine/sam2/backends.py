@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from engine.sam2.export import MANIFEST, Manifest, export_onnx, weights_id
-from engine.sam2.staged import StaticShapes, staged_model
+from engine.sam2.staged import StaticShapes, staged_model, static_shapes
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def bind_backend(model: Any, name: str, checkpoint: Path | None, seed: int, conf
     """``model`` with its stages on ``config.backend`` (the model itself for eager torch)."""
     if config.backend == "torch":
         return _compiled(model) if config.compile else model
-    shapes = StaticShapes(model.image_size, config.memory_slots, 4 * model.max_obj_ptrs_in_encoder,
-                          config.max_objects)  # fmt: skip
+    shapes = static_shapes(model, config.memory_slots, config.max_objects)
     weights = weights_id(checkpoint, seed)
     folder = graphs_folder(model, name, weights, shapes, config.onnx_dir)
     device = next(model.parameters()).device

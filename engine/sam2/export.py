@@ -6,6 +6,7 @@ fixed by ``StaticShapes`` (slots + validity mask), so a TensorRT engine never se
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -20,7 +21,13 @@ import torch
 from torch import nn
 
 from engine.sam2.staged import StaticShapes
-from engine.sam2.static import ImageEncoderStage, MaskDecoderStage, MemoryAttentionStage, MemoryEncoderStage
+from engine.sam2.static import (
+    ImageEncoderStage,
+    MaskDecoderStage,
+    MemoryAttentionStage,
+    MemoryEncoderStage,
+    with_exportable_norms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +163,7 @@ def export_onnx(model: Any, folder: Path, shapes: StaticShapes, *, name: str, we
 
     folder.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, dict[str, Any]] = {}
-    model = model.float().eval()
+    model = exportable_copy(model)
     with torch.inference_mode(False), torch.no_grad():
         for stage, graph in stage_graphs(model, shapes).items():
             path = folder / f"{stage}.onnx"
@@ -169,6 +176,14 @@ def export_onnx(model: Any, folder: Path, shapes: StaticShapes, *, name: str, we
     manifest = Manifest(name, weights, shapes, opset, _versions(), graphs)
     (folder / MANIFEST).write_text(manifest.to_json() + "\n")
     return manifest
+
+
+def exportable_copy(model: Any) -> Any:
+    """A float32 CPU copy of ``model`` (the served model is left as it is) with SAM 2's channel LayerNorms
+    written as ``LayerNormalization``."""
+    copy_ = copy.deepcopy(model).float().cpu().eval()
+    log.debug("%d LayerNorm2d modules rewritten for export", with_exportable_norms(copy_))
+    return copy_
 
 
 def _export_one(graph: StageGraph, path: Path, opset: int) -> None:
@@ -211,8 +226,9 @@ def parity_errors(model: Any, folder: Path, threads: int = 0) -> dict[str, float
     manifest = Manifest.read(folder)
     providers = providers_for(torch.device("cpu"))
     errors = {}
+    reference = copy.deepcopy(model).float().cpu().eval()
     with torch.no_grad():
-        for stage, graph in stage_graphs(model.float().eval(), manifest.shapes).items():
+        for stage, graph in stage_graphs(reference, manifest.shapes).items():
             expected = graph.module(*graph.inputs)
             expected = expected if isinstance(expected, tuple) else (expected,)
             got = OrtStage(folder / manifest.graphs[stage]["file"], providers, threads)(*graph.inputs)

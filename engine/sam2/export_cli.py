@@ -39,7 +39,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from engine.sam2.export import export_onnx, parity_errors, weights_id  # noqa: PLC0415
     from engine.sam2.models import build_model  # noqa: PLC0415
-    from engine.sam2.staged import StaticShapes  # noqa: PLC0415
+    from engine.sam2.staged import static_shapes  # noqa: PLC0415
 
     problem = _check(args)
     if problem:
@@ -52,9 +52,11 @@ def run_export(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"lptem export: {exc}", file=sys.stderr)
         return 2
-    shapes = StaticShapes(
-        model.image_size, args.memory_slots, 4 * model.max_obj_ptrs_in_encoder, args.max_objects
-    )
+    try:
+        shapes = static_shapes(model, args.memory_slots, args.max_objects)
+    except ValueError as exc:
+        print(f"lptem export: {exc}", file=sys.stderr)
+        return 2
     out = args.out or Path("onnx") / f"{args.model}-{model.image_size}px"
     if out.exists() and any(out.iterdir()):
         print(f"lptem export: {out} is not empty", file=sys.stderr)

@@ -19,6 +19,9 @@ from engine.sam2.staged import StageRunners
 log = logging.getLogger(__name__)
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+DEFAULT_GPU_PROVIDER = "CUDAExecutionProvider"
+"""ONNX Runtime's TensorRT provider would rebuild its engines for every new batch size unless configured
+with profiles and a cache; the TensorRT backend (``--backend tensorrt``) does that properly."""
 
 
 class OrtStage:
@@ -54,8 +57,11 @@ class OrtStage:
             binding.bind_input(name, "cuda", device.index or 0, np.float32, list(x.shape), x.data_ptr())
         for name in self.outputs:
             binding.bind_output(name, "cuda", device.index or 0)
+        torch.cuda.current_stream(device).synchronize()  # inputs made on torch's stream are complete
+        binding.synchronize_inputs()
         self.session.run_with_iobinding(binding)
-        return tuple(torch.utils.dlpack.from_dlpack(out.to_dlpack()) for out in binding.get_outputs())
+        binding.synchronize_outputs()
+        return tuple(torch.utils.dlpack.from_dlpack(out) for out in binding.get_outputs())
 
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
@@ -63,7 +69,7 @@ def _numpy(x: torch.Tensor) -> np.ndarray:
 
 
 def providers_for(device: torch.device, requested: list[str] | None = None) -> list[str]:
-    """The execution providers to use: ``requested``, else the GPU ones this build has (on cuda), then CPU."""
+    """Execution providers: ``requested``, else CUDA (on cuda, when this build has it), then CPU."""
     import onnxruntime as ort  # noqa: PLC0415
 
     available = ort.get_available_providers()
@@ -72,7 +78,7 @@ def providers_for(device: torch.device, requested: list[str] | None = None) -> l
         if missing:
             raise ValueError(f"onnxruntime here has {', '.join(available)}; not {', '.join(missing)}")
         return requested
-    gpu = [p for p in GPU_PROVIDERS if p in available] if device.type == "cuda" else []
+    gpu = [DEFAULT_GPU_PROVIDER] if device.type == "cuda" and DEFAULT_GPU_PROVIDER in available else []
     if device.type == "cuda" and not gpu:
         log.warning("onnxruntime has no CUDA provider (install onnxruntime-gpu): running on CPU")
     return [*gpu, "CPUExecutionProvider"]

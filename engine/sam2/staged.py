@@ -30,13 +30,27 @@ class StaticShapes:
     memory_slots: int = 7
     """Memory frames attended per object (SAM 2: 1 conditioning + num_maskmem - 1 recent = 7)."""
     pointer_tokens: int = 64
-    """Object-pointer tokens (16 pointers x 4 tokens of 64 channels)."""
+    """Object-pointer tokens: (conditioning frames + 15 recent) pointers x 4 tokens of 64 channels."""
     max_objects: int = 16
     """Largest object batch one stage call takes; bigger batches are split."""
 
     @property
     def feature_side(self) -> int:
         return self.image_size // 16
+
+
+def static_shapes(model: Any, memory_slots: int = 7, max_objects: int = 16) -> StaticShapes:
+    """Shapes for ``model``: the slots not taken by SAM 2's ``num_maskmem - 1`` recent memories hold
+    conditioning frames, and each conditioning frame adds an object pointer to the 15 recent ones."""
+    conditioning = memory_slots - (model.num_maskmem - 1)
+    if conditioning < 1:
+        raise ValueError(
+            f"memory_slots must be at least {model.num_maskmem} (1 prompted + the recent memories)"
+        )
+    pointers = model.max_obj_ptrs_in_encoder - 1 + conditioning
+    return StaticShapes(
+        model.image_size, memory_slots, pointers * (model.hidden_dim // model.mem_dim), max_objects
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +74,16 @@ def staged_model(model: Any, runners: StageRunners, shapes: StaticShapes) -> Any
     staged = copy.copy(model)
     staged._modules = dict(model._modules)  # its own module table: the original keeps its stages
     side = shapes.feature_side
+    device = next(model.parameters()).device  # constants are made there once, not copied per frame
     staged.memory_attention = _MemoryAttention(runners.memory_attention, shapes)
     staged.sam_mask_decoder = _MaskDecoder(runners.mask_decoder, model.sam_mask_decoder, shapes.max_objects)
-    memory_pos = model.memory_encoder.position_encoding(torch.zeros(1, 64, side, side))
+    memory_pos = model.memory_encoder.position_encoding(
+        torch.zeros(1, model.mem_dim, side, side, device=device)
+    )
     staged.memory_encoder = _MemoryEncoder(runners.memory_encoder, memory_pos, shapes.max_objects)
     neck = model.image_encoder.neck
-    image_pos = [neck.position_encoding(torch.zeros(1, neck.d_model, side * s, side * s)) for s in (4, 2, 1)]
+    image_pos = [neck.position_encoding(torch.zeros(1, neck.d_model, side * s, side * s, device=device))
+                 for s in (4, 2, 1)]  # fmt: skip
     staged.forward_image = _ImageForward(runners.image_encoder, image_pos)
     return staged
 
@@ -79,8 +97,9 @@ class _ImageForward:
 
     def __call__(self, image: torch.Tensor) -> dict[str, Any]:
         s0, s1, s2 = self.run(image)
-        pos = [p.to(device=s2.device, dtype=s2.dtype) for p in self.pos]
-        return {"vision_features": s2, "vision_pos_enc": pos, "backbone_fpn": [s0, s1, s2]}
+        if self.pos[0].device != s2.device or self.pos[0].dtype != s2.dtype:
+            self.pos = [p.to(device=s2.device, dtype=s2.dtype) for p in self.pos]  # once
+        return {"vision_features": s2, "vision_pos_enc": list(self.pos), "backbone_fpn": [s0, s1, s2]}
 
 
 def _chunked(
@@ -187,5 +206,7 @@ class _MemoryEncoder(nn.Module):
         if not skip_mask_sigmoid:
             masks = torch.sigmoid(masks)
         (features,) = _chunked(self.run, [pix_feat.float(), masks.float()], [0, 0], self.max_objects)
-        pos = self.pos.to(features.device, features.dtype).expand(features.shape[0], -1, -1, -1)
+        if self.pos.device != features.device or self.pos.dtype != features.dtype:
+            self.pos = self.pos.to(features.device, features.dtype)  # once
+        pos = self.pos.expand(features.shape[0], -1, -1, -1)
         return {"vision_features": features, "vision_pos_enc": [pos]}

@@ -62,6 +62,8 @@ class MemoryAttentionStage(nn.Module):
     valid (B, slots·side² + pointer_tokens), 1 for a real token and 0 for padding -> (side², B, 256).
     """
 
+    self_cos: torch.Tensor
+    self_sin: torch.Tensor
     q_cos: torch.Tensor
     q_sin: torch.Tensor
     k_cos: torch.Tensor
@@ -73,8 +75,13 @@ class MemoryAttentionStage(nn.Module):
         self.tokens = side * side
         self.slots = slots
         self.pointer_tokens = pointer_tokens
+        if not attention.batch_first:
+            raise ValueError("the static memory attention follows SAM 2's batch-first layers")
         first = attention.layers[0]
         cos, sin = rope_tables(first.self_attn, side)
+        self.register_buffer("self_cos", cos, persistent=False)
+        self.register_buffer("self_sin", sin, persistent=False)
+        cos, sin = rope_tables(first.cross_attn_image, side)  # equal to the above in SAM 2 configs
         self.register_buffer("q_cos", cos, persistent=False)
         self.register_buffer("q_sin", sin, persistent=False)
         self.register_buffer("k_cos", cos.repeat(slots, 1), persistent=False)
@@ -113,8 +120,8 @@ class MemoryAttentionStage(nn.Module):
         return tgt + mlp
 
     def _self_attention(self, attn: Any, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q = rotate(_heads(attn.q_proj(qk), attn.num_heads), self.q_cos, self.q_sin)
-        k = rotate(_heads(attn.k_proj(qk), attn.num_heads), self.q_cos, self.q_sin)
+        q = rotate(_heads(attn.q_proj(qk), attn.num_heads), self.self_cos, self.self_sin)
+        k = rotate(_heads(attn.k_proj(qk), attn.num_heads), self.self_cos, self.self_sin)
         out = F.scaled_dot_product_attention(q, k, _heads(attn.v_proj(v), attn.num_heads))
         projected: torch.Tensor = attn.out_proj(_merge_heads(out))
         return projected
@@ -170,3 +177,32 @@ class MemoryEncoderStage(nn.Module):
         x = e.pix_feat_proj(pix_feat) + e.mask_downsampler(mask)
         out: torch.Tensor = e.out_proj(e.fuser(x))
         return out
+
+
+class ChannelLayerNorm(nn.Module):
+    """SAM 2's ``LayerNorm2d`` (over channels of NCHW) written with ``F.layer_norm``, so that it exports as
+    one ``LayerNormalization`` node (TensorRT keeps that in fp32) instead of mean/sub/pow/sqrt in fp16."""
+
+    def __init__(self, norm: Any) -> None:
+        super().__init__()
+        self.weight = norm.weight
+        self.bias = norm.bias
+        self.eps = float(norm.eps)
+        self.channels = int(norm.weight.shape[0])  # a Python int: traced shapes would not be constant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def with_exportable_norms(module: nn.Module) -> int:
+    """Replaces each ``LayerNorm2d`` in ``module`` (in place) by ``ChannelLayerNorm``; returns how many."""
+    from sam2.modeling.sam2_utils import LayerNorm2d  # noqa: PLC0415 - sam2 loads with this engine only
+
+    replaced = 0
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LayerNorm2d):
+                setattr(parent, name, ChannelLayerNorm(child))
+                replaced += 1
+    return replaced

@@ -11,6 +11,7 @@ Needs a CUDA GPU and ``pip install tensorrt``; see docs/gpu.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -49,10 +50,15 @@ def require_tensorrt() -> Any:
     return trt
 
 
+BUILD_SETTINGS = f"fp16;fp32={','.join(FP32_LAYER_TYPES)};tokens={PROMPT_TOKENS};workspace={WORKSPACE_BYTES}"
+"""How engines are built: part of the cache key, so changing it here rebuilds them."""
+
+
 def engine_key(manifest: Manifest, gpu: str, capability: tuple[int, int], trt_version: str) -> str:
-    """Folder name for one manifest's engines on one GPU model and TensorRT version."""
+    """Folder name for one manifest's engines on one GPU model and TensorRT version, built as set here."""
     gpu_slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
-    return f"{gpu_slug}-sm{capability[0]}{capability[1]}-trt{trt_version}-{manifest.key()}"
+    settings = hashlib.sha256(BUILD_SETTINGS.encode()).hexdigest()[:8]
+    return f"{gpu_slug}-sm{capability[0]}{capability[1]}-trt{trt_version}-{manifest.key()}-{settings}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +136,16 @@ class TrtStage:
         self.inputs = [n for n, i in zip(names, is_input, strict=True) if i]
         self.outputs = [n for n, i in zip(names, is_input, strict=True) if not i]
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
+        self.stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # not the legacy default stream
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         keep = [x.to(self.dtypes[n]).contiguous() for n, x in zip(self.inputs, inputs, strict=True)]
         for name, x in zip(self.inputs, keep, strict=True):  # ``keep`` holds them until the call returns
-            self.context.set_input_shape(name, tuple(x.shape))
+            if not self.context.set_input_shape(name, tuple(x.shape)):
+                raise ValueError(
+                    f"{name} of shape {tuple(x.shape)} is outside the engine's profile (objects "
+                    f"1..max_objects, prompt tokens {PROMPT_TOKENS[0]}..{PROMPT_TOKENS[2]})"
+                )
             self.context.set_tensor_address(name, x.data_ptr())
         outs = []
         for name in self.outputs:
@@ -142,8 +153,11 @@ class TrtStage:
                               device=inputs[0].device)  # fmt: skip
             self.context.set_tensor_address(name, out.data_ptr())
             outs.append(out)
-        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+        caller = torch.cuda.current_stream()
+        self.stream.wait_stream(caller)  # inputs are ready
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
+        caller.wait_stream(self.stream)  # outputs are ready for whatever torch does next
         return tuple(o.float() for o in outs)
 
 
@@ -153,7 +167,11 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
         trt.float16: torch.float16,
         trt.int32: torch.int32,
         trt.bool: torch.bool,
+        trt.int64: torch.int64,
+        trt.bfloat16: torch.bfloat16,
     }
+    if dtype not in table:
+        raise TypeError(f"engine tensor of TensorRT type {dtype}: not supported here")
     return table[dtype]
 
 
@@ -177,7 +195,9 @@ def trt_runners(folder: Path, device: torch.device, cache: Path) -> tuple[StageR
             plan = build_engine(
                 trt, folder / graph["file"], profile_for(graph["inputs"], manifest.shapes.max_objects)
             )
-            plan_path.write_bytes(plan)
+            partial = plan_path.with_suffix(".partial")
+            partial.write_bytes(plan)
+            partial.replace(plan_path)  # an interrupted build leaves no truncated engine behind
             log.info("built %s in %.0f s -> %s", stage, time.perf_counter() - started, plan_path)
         stages[stage] = TrtStage(trt, plan_path.read_bytes())
     return StageRunners(**stages), manifest
