@@ -34,6 +34,10 @@ class OrtStage:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        # Idle onnxruntime threads spin by default; here they would take the cores from the torch code
+        # that runs between the stages (SAM 2's memory selection, our post-processing), which slowed
+        # the mask decoder and measurement 3-30x on 2 cores (benchmarks/sam2_engine.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]

@@ -7,7 +7,10 @@ Each stage wraps (and shares the weights of) the loaded SAM 2 model:
 * ``MemoryAttentionStage``: the memory attention over a *fixed* number of memory slots and object-pointer
   tokens, with a validity mask (invalid keys get ``MASKED_LOGIT``), and RoPE computed in real cos/sin form
   (SAM 2's complex form does not export). Attention with a key masked out equals attention without that key,
-  so the result equals SAM 2's on the valid memories alone.
+  so the result equals SAM 2's on the valid memories alone. The values are projected *after* the attention:
+  softmax rows sum to one, so P·(M·Wᵀ + b) = (P·M)·Wᵀ + b, and mixing SAM 2's 64-channel memories instead of
+  their 256-channel projections makes the second attention product 4× cheaper (the same function up to
+  float rounding).
 * ``MaskDecoderStage``: the two-way transformer and heads (``MaskDecoder.predict_masks``) returning all four
   masks, IoU predictions and mask tokens; which of them to use (``multimask_output``) is decided outside the
   graph, so it is not frozen into it.
@@ -132,14 +135,24 @@ class MemoryAttentionStage(nn.Module):
         k = _heads(attn.k_proj(k_in), attn.num_heads)
         spatial = self.slots * self.tokens
         k = torch.cat((rotate(k[:, :, :spatial], self.k_cos, self.k_sin), k[:, :, spatial:]), dim=2)
-        out = F.scaled_dot_product_attention(q, k, _heads(attn.v_proj(v_in), attn.num_heads), attn_mask=bias)
-        projected: torch.Tensor = attn.out_proj(_merge_heads(out))
+        values = v_in[:, None].expand(-1, attn.num_heads, -1, -1)  # unprojected memories, every head
+        mixed = F.scaled_dot_product_attention(q, k, values, attn_mask=bias)
+        projected: torch.Tensor = attn.out_proj(_merge_heads(_project_per_head(attn.v_proj, mixed)))
         return projected
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, N, C) -> (B, heads, N, C / heads)."""
     return x.reshape(*x.shape[:-1], heads, -1).transpose(1, 2)
+
+
+def _project_per_head(proj: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``proj`` (in -> heads·d) applied to per-head mixtures x (B, heads, N, in) -> (B, heads, N, d): head h
+    gets rows h·d ... (h+1)·d of the weight and bias, as ``_heads(proj(...))`` would give it."""
+    heads = x.shape[1]
+    weight = proj.weight.reshape(heads, -1, proj.in_features).transpose(1, 2)
+    out = x @ weight
+    return out + proj.bias.reshape(heads, 1, -1) if proj.bias is not None else out
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
