@@ -180,4 +180,5 @@ def test_serve_with_the_onnxruntime_backend_tracks_every_frame(tmp_path):
     assert all([o.id for o in t.objects] == [1, 2] for t in tracks)
     manifests = list(tmp_path.glob("onnx/*/manifest.json"))
     assert len(manifests) == 1
-    assert Manifest.read(manifests[0].parent).shapes.image_size == 128
+    shapes = Manifest.read(manifests[0].parent).shapes
+    assert (shapes.image_size, shapes.memory_mask) == (128, "channel")  # the CPU form of the mask

@@ -56,8 +56,22 @@ def graphs(model, tmp_path_factory) -> Path:
     return folder
 
 
-def test_each_exported_graph_matches_its_torch_module(model, graphs):
-    errors = parity_errors(model, graphs)
+@pytest.fixture(scope="module")
+def channel_graphs(model, tmp_path_factory) -> Path:
+    """The graphs the onnxruntime backend exports for itself on a CPU: memory mask in a channel."""
+    folder = Path(tmp_path_factory.mktemp("onnx-channel"))
+    shapes = StaticShapes(SIZE, memory_mask="channel")
+    export_onnx(model, folder, shapes, name="sam2.1_hiera_t", weights="random:0")
+    return folder
+
+
+@pytest.fixture(params=["bias", "channel"])
+def any_graphs(request, graphs, channel_graphs) -> Path:
+    return graphs if request.param == "bias" else channel_graphs
+
+
+def test_each_exported_graph_matches_its_torch_module(model, any_graphs):
+    errors = parity_errors(model, any_graphs)
     assert set(errors) == {"image_encoder", "memory_attention", "mask_decoder", "memory_encoder"}
     assert max(errors.values()) <= 1e-4, errors
 
@@ -119,20 +133,28 @@ def test_real_rope_equals_sam2s_complex_rope(model):
     assert torch.allclose(rotate(k, cos.repeat(3, 1), sin.repeat(3, 1)), k_ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("mask", ["bias", "channel"])
 @pytest.mark.parametrize(("frames", "pointers"), [(1, 1), (3, 5), (7, 16)])
-def test_static_memory_attention_equals_sam2s_on_the_valid_memory(model, frames, pointers):
+def test_static_memory_attention_equals_sam2s_on_the_valid_memory(model, frames, pointers, mask):
     """Padding slots are masked out: the result is SAM 2's attention over the real memories alone."""
     side, batch = SIZE // 16, 2
     shapes = StaticShapes(SIZE)
     gen = torch.Generator().manual_seed(frames)
     curr, curr_pos = torch.randn(2, side * side, batch, 256, generator=gen)
     memory, memory_pos = torch.randn(2, frames * side * side + 4 * pointers, batch, 64, generator=gen)
-    static = MemoryAttentionStage(model.memory_attention, side, shapes.memory_slots, shapes.pointer_tokens)
+    static = MemoryAttentionStage(
+        model.memory_attention, side, shapes.memory_slots, shapes.pointer_tokens, mask
+    )
     with torch.no_grad():
         expected = model.memory_attention(curr=curr, curr_pos=curr_pos, memory=memory, memory_pos=memory_pos,
                                           num_obj_ptr_tokens=4 * pointers)  # fmt: skip
         got = static(curr, curr_pos, *pad_memory(memory, memory_pos, 4 * pointers, shapes))
     assert float((got - expected).abs().max() / expected.abs().max()) <= 1e-4
+
+
+def test_an_unknown_memory_mask_is_refused(model):
+    with pytest.raises(ValueError, match="bias or channel"):
+        MemoryAttentionStage(model.memory_attention, SIZE // 16, 7, 64, "none")
 
 
 def test_a_memory_larger_than_the_slots_is_refused(model):
@@ -192,9 +214,14 @@ def _stream(model, clip, config):
     return results
 
 
-def test_streaming_on_onnxruntime_matches_torch(model, graphs, clip):
-    reference = _stream(model, clip, Sam2Config(device="cpu"))
-    onnx = _stream(model, clip, Sam2Config(device="cpu", backend="onnxruntime", onnx_dir=str(graphs)))
+@pytest.fixture(scope="module")
+def torch_stream(model, clip):
+    return _stream(model, clip, Sam2Config(device="cpu"))
+
+
+def test_streaming_on_onnxruntime_matches_torch(model, any_graphs, clip, torch_stream):
+    reference = torch_stream
+    onnx = _stream(model, clip, Sam2Config(device="cpu", backend="onnxruntime", onnx_dir=str(any_graphs)))
     for i, (a, b) in enumerate(zip(reference, onnx, strict=True)):
         assert [o.id for o in a.objects] == [o.id for o in b.objects] == [1, 2]
         for obj_a, obj_b in zip(a.objects, b.objects, strict=True):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from engine.sam2.export import MANIFEST, Manifest, export_onnx, weights_id
-from engine.sam2.staged import StaticShapes, staged_model, static_shapes
+from engine.sam2.staged import MemoryMask, StaticShapes, staged_model, static_shapes
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,11 @@ def bind_backend(model: Any, name: str, checkpoint: Path | None, seed: int, conf
     """``model`` with its stages on ``config.backend`` (the model itself for eager torch)."""
     if config.backend == "torch":
         return _compiled(model) if config.compile else model
-    shapes = static_shapes(model, config.memory_slots, config.max_objects)
+    device = next(model.parameters()).device
+    mask: MemoryMask = "channel" if config.backend == "onnxruntime" and device.type == "cpu" else "bias"
+    shapes = static_shapes(model, config.memory_slots, config.max_objects, mask)
     weights = weights_id(checkpoint, seed)
     folder = graphs_folder(model, name, weights, shapes, config.onnx_dir)
-    device = next(model.parameters()).device
     if config.backend == "onnxruntime":
         from engine.sam2.ort_backend import ort_runners  # noqa: PLC0415 - optional dependency
 
@@ -66,8 +67,8 @@ def bind_backend(model: Any, name: str, checkpoint: Path | None, seed: int, conf
 
 
 def graphs_folder(model: Any, name: str, weights: str, shapes: StaticShapes, onnx_dir: str | None) -> Path:
-    """A folder with graphs for exactly this model, weights and shapes: ``onnx_dir`` (checked), or the
-    cache (exported there when missing)."""
+    """A folder with graphs for exactly this model, weights and shapes: ``onnx_dir`` (checked; either
+    memory mask works), or the cache (exported there when missing)."""
     if onnx_dir is not None:
         folder = Path(onnx_dir)
         if not (folder / MANIFEST).exists():
@@ -75,7 +76,9 @@ def graphs_folder(model: Any, name: str, weights: str, shapes: StaticShapes, onn
         check_manifest(Manifest.read(folder), name, weights, shapes)
         return folder
     folder = (
-        cache_root() / "onnx" / f"{name}-{shapes.image_size}px-{shapes.memory_slots}slots-{_short(weights)}"
+        cache_root()
+        / "onnx"
+        / (f"{name}-{shapes.image_size}px-{shapes.memory_slots}slots-{shapes.memory_mask}-{_short(weights)}")
     )
     if (folder / MANIFEST).exists():
         try:

@@ -91,7 +91,8 @@ def stage_graphs(model: Any, shapes: StaticShapes) -> dict[str, StageGraph]:
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen)
 
-    memory = MemoryAttentionStage(model.memory_attention, side, shapes.memory_slots, shapes.pointer_tokens)
+    memory = MemoryAttentionStage(model.memory_attention, side, shapes.memory_slots, shapes.pointer_tokens,
+                                  shapes.memory_mask)  # fmt: skip
     tokens = memory.memory_tokens
     decoder = MaskDecoderStage(model.sam_mask_decoder, model.sam_prompt_encoder.get_dense_pe())
     objects = {0: "objects"}

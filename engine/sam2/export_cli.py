@@ -28,6 +28,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory frames per object (default 7: 1 prompted + 6 recent, as SAM 2)")  # fmt: skip
     p.add_argument("--max-objects", type=int, default=16, metavar="N",
                    help="largest object batch (TensorRT profile maximum; default 16)")  # fmt: skip
+    p.add_argument("--memory-mask", choices=("bias", "channel"), default="bias",
+                   help="how padded memory slots are masked: bias (default; TensorRT fuses it) or channel "
+                        "(one pass less, for onnxruntime on a CPU)")  # fmt: skip
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default ./onnx/<model>-<size>px; empty or absent)")  # fmt: skip
     p.add_argument("--no-verify", action="store_true",
@@ -53,7 +56,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"lptem export: {exc}", file=sys.stderr)
         return 2
     try:
-        shapes = static_shapes(model, args.memory_slots, args.max_objects)
+        shapes = static_shapes(model, args.memory_slots, args.max_objects, args.memory_mask)
     except ValueError as exc:
         print(f"lptem export: {exc}", file=sys.stderr)
         return 2

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
+
+MemoryMask = Literal["bias", "channel"]
 
 
 class StageRunner(Protocol):
@@ -33,13 +35,18 @@ class StaticShapes:
     """Object-pointer tokens: (conditioning frames + 15 recent) pointers x 4 tokens of 64 channels."""
     max_objects: int = 16
     """Largest object batch one stage call takes; bigger batches are split."""
+    memory_mask: MemoryMask = "bias"
+    """How the memory attention ignores padding: ``bias`` adds a large negative number to its logits
+    (the form TensorRT fuses); ``channel`` carries that number in one extra query/key channel, inside the
+    product, which saves a pass over the logits (faster with onnxruntime on a CPU)."""
 
     @property
     def feature_side(self) -> int:
         return self.image_size // 16
 
 
-def static_shapes(model: Any, memory_slots: int = 7, max_objects: int = 16) -> StaticShapes:
+def static_shapes(model: Any, memory_slots: int = 7, max_objects: int = 16,
+                  memory_mask: MemoryMask = "bias") -> StaticShapes:  # fmt: skip
     """Shapes for ``model``: the slots not taken by SAM 2's ``num_maskmem - 1`` recent memories hold
     conditioning frames, and each conditioning frame adds an object pointer to the 15 recent ones."""
     conditioning = memory_slots - (model.num_maskmem - 1)
@@ -49,8 +56,9 @@ def static_shapes(model: Any, memory_slots: int = 7, max_objects: int = 16) -> S
         )
     pointers = model.max_obj_ptrs_in_encoder - 1 + conditioning
     return StaticShapes(
-        model.image_size, memory_slots, pointers * (model.hidden_dim // model.mem_dim), max_objects
-    )
+        model.image_size, memory_slots, pointers * (model.hidden_dim // model.mem_dim), max_objects,
+        memory_mask,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ Each stage wraps (and shares the weights of) the loaded SAM 2 model:
 * ``ImageEncoderStage``: Hiera trunk + FPN neck + the mask decoder's high-resolution projections, i.e.
   ``SAM2Base.forward_image`` minus the positional encodings (constants of the image size).
 * ``MemoryAttentionStage``: the memory attention over a *fixed* number of memory slots and object-pointer
-  tokens, with a validity mask (invalid keys get ``MASKED_LOGIT``), and RoPE computed in real cos/sin form
-  (SAM 2's complex form does not export). Attention with a key masked out equals attention without that key,
+  tokens, with a validity mask (invalid keys get ``MASKED_LOGIT`` on their logits: added to them, or with
+  ``mask="channel"`` carried by one extra query/key channel), and RoPE computed in real cos/sin form (SAM
+  2's complex form does not export). Attention with a key masked out equals attention without that key,
   so the result equals SAM 2's on the valid memories alone. The values are projected *after* the attention:
   softmax rows sum to one, so P·(M·Wᵀ + b) = (P·M)·Wᵀ + b, and mixing SAM 2's 64-channel memories instead of
   their 256-channel projections makes the second attention product 4× cheaper (the same function up to
@@ -72,8 +73,12 @@ class MemoryAttentionStage(nn.Module):
     k_cos: torch.Tensor
     k_sin: torch.Tensor
 
-    def __init__(self, attention: Any, side: int, slots: int, pointer_tokens: int) -> None:
+    def __init__(self, attention: Any, side: int, slots: int, pointer_tokens: int,
+                 mask: str = "bias") -> None:  # fmt: skip
         super().__init__()
+        if mask not in ("bias", "channel"):
+            raise ValueError(f"memory mask {mask!r}: bias or channel")
+        self.mask_in_channel = mask == "channel"
         self.attention = attention
         self.tokens = side * side
         self.slots = slots
@@ -100,7 +105,7 @@ class MemoryAttentionStage(nn.Module):
         output = curr + 0.1 * curr_pos if a.pos_enc_at_input else curr
         output, curr_pos = output.transpose(0, 1), curr_pos.transpose(0, 1)
         memory, memory_pos = memory.transpose(0, 1), memory_pos.transpose(0, 1)
-        bias = ((1.0 - valid) * MASKED_LOGIT)[:, None, None, :]
+        bias = ((1.0 - valid) * MASKED_LOGIT)[:, None, :, None]  # (B, 1, tokens, 1)
         for layer in a.layers:
             output = self._layer(
                 layer, output, query_pos=curr_pos, memory=memory, memory_pos=memory_pos, bias=bias
@@ -136,7 +141,13 @@ class MemoryAttentionStage(nn.Module):
         spatial = self.slots * self.tokens
         k = torch.cat((rotate(k[:, :, :spatial], self.k_cos, self.k_sin), k[:, :, spatial:]), dim=2)
         values = v_in[:, None].expand(-1, attn.num_heads, -1, -1)  # unprojected memories, every head
-        mixed = F.scaled_dot_product_attention(q, k, values, attn_mask=bias)
+        if self.mask_in_channel:
+            scale = q.shape[-1] ** -0.5
+            q = torch.cat((q, torch.ones_like(q[..., :1])), dim=-1)
+            k = torch.cat((k, (bias / scale).expand(-1, attn.num_heads, -1, -1)), dim=-1)
+            mixed = F.scaled_dot_product_attention(q, k, values, scale=scale)
+        else:
+            mixed = F.scaled_dot_product_attention(q, k, values, attn_mask=bias.transpose(-1, -2))
         projected: torch.Tensor = attn.out_proj(_merge_heads(_project_per_head(attn.v_proj, mixed)))
         return projected
 
