@@ -8,7 +8,8 @@ Random (seeded) weights unless --checkpoint is given: stage times do not depend 
 ``Sam2Tracker.step`` runs; the stages are timed by wrapping the model's own calls (image encoder, memory
 attention, mask decoder, memory encoder) and ours (preprocessing, post-processing and measurement), so the
 same clock times every backend (onnxruntime and TensorRT graphs are exported to the cache on first use,
-before timing; see docs/gpu.md). The last column compares each backend's frame time with torch eager's.
+before timing; see docs/gpu.md). The backends of one configuration run side by side on the same frames,
+timed in alternation, frame by frame. The last column compares each backend's frame time with torch eager's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import resource
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,57 +61,82 @@ class StageClock:
             torch.cuda.synchronize()
 
 
-def instrument(tracker: Sam2Tracker, clock: StageClock) -> None:
+MODEL_CALLS = {
+    "image encoder": "forward_image",
+    "memory attention": "_prepare_memory_conditioned_features",
+    "mask decoder": "_forward_sam_heads",
+    "memory encoder": "_encode_new_memory",
+}
+
+
+@contextmanager
+def instrumented(tracker: Sam2Tracker, clock: StageClock) -> Iterator[None]:
+    """Times the model's own stage calls and ours; the wrappers are removed afterwards. (They are instance
+    attributes: left on the shared torch model, a staged copy made later would inherit them and call the
+    torch stages; that made an earlier version of this benchmark time torch under the onnxruntime label.)"""
     model = tracker.model
-    model.forward_image = clock.wrap("image encoder", model.forward_image)
-    model._prepare_memory_conditioned_features = clock.wrap(
-        "memory attention", model._prepare_memory_conditioned_features
-    )
-    model._forward_sam_heads = clock.wrap("mask decoder", model._forward_sam_heads)
-    model._encode_new_memory = clock.wrap("memory encoder", model._encode_new_memory)
-    tracker.preprocess = clock.wrap("preprocess", tracker.preprocess)  # type: ignore[assignment]
+    for stage, name in MODEL_CALLS.items():
+        setattr(model, name, clock.wrap(stage, getattr(model, name)))
+    tracker.preprocess = clock.wrap("preprocess", tracker.preprocess)  # type: ignore[method-assign]
     tracker._publish = clock.wrap("measurement", tracker._publish)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for name in MODEL_CALLS.values():
+            delattr(model, name)
 
 
-def run(model: Any, checkpoint: Path | None, *, backend: str, objects: int, frames: int, warmup: int,
-        device: torch.device) -> dict[str, Any]:  # fmt: skip
-    config = Sam2Config(device=cast(Any, device.type), backend=cast(Any, backend),
-                        checkpoint=str(checkpoint) if checkpoint else None)  # fmt: skip
-    tracker = Sam2Tracker(config, model=model)
+def run(model: Any, checkpoint: Path | None, *, backends: list[str], objects: int, frames: int,
+        warmup: int, device: torch.device) -> list[dict[str, Any]]:  # fmt: skip
+    """All ``backends`` on the same frames; the timed frames alternate between backends so that the
+    machine's drift (a shared VM's varies by tens of percent over minutes) falls on all of them alike."""
+    trackers = {}
+    for backend in backends:  # each staged copy is made before any wrapper exists
+        config = Sam2Config(device=cast(Any, device.type), backend=cast(Any, backend),
+                            checkpoint=str(checkpoint) if checkpoint else None)  # fmt: skip
+        trackers[backend] = Sam2Tracker(config, model=model)
+    clocks = {backend: StageClock(device) for backend in backends}
     size = model.image_size
-    clock = StageClock(device)
-    instrument(tracker, clock)
-    rng = np.random.default_rng(0)
-    frame = (rng.random((size, size)) * 255).astype(np.uint8)
+    frame = (np.random.default_rng(0).random((size, size)) * 255).astype(np.uint8)
     step = size / (objects + 1)
-    for k in range(objects):
-        c = step * (k + 1)
-        tracker.add_object(Prompt(box=Box(c - 20, c - 20, c + 20, c + 20)))
-    for _ in range(warmup):  # prompts, first calls, and the memory bank filling up to its steady size
-        tracker.step(frame)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    per_frame: dict[str, list[float]] = defaultdict(list)
-    totals = []
-    for _ in range(frames):
-        clock.frame.clear()
-        t0 = time.perf_counter()
-        tracker.step(frame)
-        totals.append(time.perf_counter() - t0)
-        for stage in STAGES:
-            per_frame[stage].append(clock.frame.get(stage, 0.0))
+    per_frame: dict[str, dict[str, list[float]]] = {b: defaultdict(list) for b in backends}
+    totals: dict[str, list[float]] = {b: [] for b in backends}
+    with ExitStack() as stack:
+        for backend, tracker in trackers.items():
+            stack.enter_context(instrumented(tracker, clocks[backend]))
+            for k in range(objects):
+                c = step * (k + 1)
+                tracker.add_object(Prompt(box=Box(c - 20, c - 20, c + 20, c + 20)))
+            for _ in range(warmup):  # prompts, first calls, and the memory bank filling to its steady size
+                tracker.step(frame)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(frames):
+            for backend, tracker in trackers.items():
+                clocks[backend].frame.clear()
+                t0 = time.perf_counter()
+                tracker.step(frame)
+                totals[backend].append(time.perf_counter() - t0)
+                for stage in STAGES:
+                    per_frame[backend][stage].append(clocks[backend].frame.get(stage, 0.0))
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
-    return {
-        "backend": backend,
-        "size": size,
-        "objects": objects,
-        "stages_ms": {s: 1e3 * float(np.median(v)) for s, v in per_frame.items()},
-        "frame_ms": 1e3 * float(np.median(totals)),
-        "fps": 1.0 / float(np.median(totals)),
-        "peak_mb": peak,
-        "peak_kind": "CUDA allocated" if device.type == "cuda" else "process max RSS",
-    }
+    return [
+        {
+            "backend": backend,
+            "size": size,
+            "objects": objects,
+            "stages_ms": {s: 1e3 * float(np.median(v)) for s, v in per_frame[backend].items()},
+            "frame_ms": 1e3 * float(np.median(totals[backend])),
+            "frame_ms_all": [1e3 * t for t in totals[backend]],
+            "fps": 1.0 / float(np.median(totals[backend])),
+            "peak_mb": peak,
+            "peak_kind": "CUDA allocated"
+            if device.type == "cuda"
+            else "process max RSS (all backends so far)",
+        }
+        for backend in backends
+    ]
 
 
 def main() -> int:
@@ -122,20 +149,22 @@ def main() -> int:
     parser.add_argument("--objects", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"],
                         choices=["torch", "onnxruntime", "tensorrt"])  # fmt: skip
-    parser.add_argument("--frames", type=int, default=3, help="timed frames per configuration")
+    parser.add_argument("--frames", type=int, default=5,
+                        help="timed frames per configuration and backend (default 5)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=8,
                         help="untimed frames first (default 8: memory bank full)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    args.backends = sorted(set(args.backends), key=["torch", "onnxruntime", "tensorrt"].index)  # torch first
     logging.disable(logging.WARNING)  # the random-weights banner, once per configuration
     device = resolve_device(args.device)
     print(
         f"machine: {machine()}; device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     weights = f"checkpoint {args.checkpoint}" if args.checkpoint else "random weights"
-    print(f"model {args.model}, {weights}, median of {args.frames} frames after {args.warmup} warm-ups; "
-          "ms per frame\n")  # fmt: skip
+    print(f"model {args.model}, {weights}, median of {args.frames} frames per backend after {args.warmup} "
+          "warm-ups, backends alternating frame by frame; ms per frame\n")  # fmt: skip
     header = (
         f"{'backend':>12} {'input':>6} {'obj':>4} "
         + " ".join(f"{s[:12]:>12}" for s in STAGES)
@@ -148,10 +177,10 @@ def main() -> int:
                             image_size=size)  # fmt: skip
         for objects in args.objects:
             eager_ms = None
-            for backend in args.backends:
-                r = run(model, args.checkpoint, backend=backend, objects=objects, frames=args.frames,
-                        warmup=args.warmup, device=device)  # fmt: skip
+            for r in run(model, args.checkpoint, backends=args.backends, objects=objects,
+                         frames=args.frames, warmup=args.warmup, device=device):  # fmt: skip
                 results.append(r)
+                backend = r["backend"]
                 eager_ms = r["frame_ms"] if backend == "torch" else eager_ms
                 speedup = f"{eager_ms / r['frame_ms']:7.2f}x" if eager_ms else f"{'-':>8}"
                 cells = " ".join(f"{r['stages_ms'][s]:12.1f}" for s in STAGES)

@@ -9,6 +9,7 @@ tested everywhere.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,32 @@ def test_serve_with_the_onnxruntime_backend_tracks_every_frame(tmp_path):
     assert len(manifests) == 1
     shapes = Manifest.read(manifests[0].parent).shapes
     assert (shapes.image_size, shapes.memory_mask) == (128, "channel")  # the CPU form of the mask
+
+
+def test_the_benchmark_times_each_backend_on_its_own_stages(model, tmp_path, monkeypatch):
+    """benchmarks/sam2_engine.py: the onnxruntime row runs onnxruntime's four stages (an earlier version
+    left its timing wrappers on the shared torch model, so the staged copy timed torch's stages under the
+    onnxruntime label), and the torch model is left without wrappers."""
+    from engine.sam2.ort_backend import OrtStage  # noqa: PLC0415
+
+    monkeypatch.setenv("LPTEM_CACHE", str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import sam2_engine  # noqa: PLC0415 - a script, importable once its folder is on the path
+
+    calls: Counter[str] = Counter()
+    original = OrtStage.__call__
+
+    def counted(self, *inputs):
+        calls[self.inputs[0]] += 1  # the stage's first input names it
+        return original(self, *inputs)
+
+    monkeypatch.setattr(OrtStage, "__call__", counted)
+    rows = sam2_engine.run(model, None, backends=["torch", "onnxruntime"], objects=1, frames=2, warmup=1,
+                           device=torch.device("cpu"))  # fmt: skip
+    assert [r["backend"] for r in rows] == ["torch", "onnxruntime"]
+    assert all(len(r["frame_ms_all"]) == 2 for r in rows)
+    assert calls["image"] == 3  # 1 warm-up + 2 timed frames
+    assert calls["curr"] == 2  # memory attention: every frame after the prompted one
+    assert calls["image_embeddings"] >= 3  # mask decoder
+    assert calls["pix_feat"] >= 3  # memory encoder
+    assert not set(sam2_engine.MODEL_CALLS.values()) & set(vars(model))

@@ -63,7 +63,9 @@ def bind_backend(model: Any, name: str, checkpoint: Path | None, seed: int, conf
         runners, manifest = trt_runners(folder, device, cache)
     else:
         raise ValueError(f"unknown backend {config.backend!r}; one of {', '.join(BACKENDS)}")
-    return staged_model(model, runners, manifest.shapes)
+    # On a CPU, one object per memory-attention call: batching saves nothing there (the work is per
+    # object) and every object in a call holds its query x memory logits at once (0.5 GB each at 1024²).
+    return staged_model(model, runners, manifest.shapes, attention_batch=1 if device.type == "cpu" else None)
 
 
 def graphs_folder(model: Any, name: str, weights: str, shapes: StaticShapes, onnx_dir: str | None) -> Path:

@@ -73,8 +73,10 @@ class StageRunners:
     """(pix_feat, mask) -> (features,)"""
 
 
-def staged_model(model: Any, runners: StageRunners, shapes: StaticShapes) -> Any:
-    """A copy of ``model`` whose four stages run on ``runners``."""
+def staged_model(model: Any, runners: StageRunners, shapes: StaticShapes,
+                 attention_batch: int | None = None) -> Any:  # fmt: skip
+    """A copy of ``model`` whose four stages run on ``runners``; ``attention_batch`` caps the objects per
+    memory-attention call below ``shapes.max_objects`` (its logits take 0.5 GB per object at 1024²)."""
     if model.image_size != shapes.image_size:
         raise ValueError(
             f"graphs are for {shapes.image_size} px input, the model takes {model.image_size} px"
@@ -83,7 +85,9 @@ def staged_model(model: Any, runners: StageRunners, shapes: StaticShapes) -> Any
     staged._modules = dict(model._modules)  # its own module table: the original keeps its stages
     side = shapes.feature_side
     device = next(model.parameters()).device  # constants are made there once, not copied per frame
-    staged.memory_attention = _MemoryAttention(runners.memory_attention, shapes)
+    staged.memory_attention = _MemoryAttention(
+        runners.memory_attention, shapes, min(attention_batch or shapes.max_objects, shapes.max_objects)
+    )
     staged.sam_mask_decoder = _MaskDecoder(runners.mask_decoder, model.sam_mask_decoder, shapes.max_objects)
     memory_pos = model.memory_encoder.position_encoding(
         torch.zeros(1, model.mem_dim, side, side, device=device)
@@ -126,10 +130,11 @@ def _chunked(
 class _MemoryAttention(nn.Module):
     """SAM 2's ``MemoryAttention`` call, padded to the static memory slots with a validity mask."""
 
-    def __init__(self, run: StageRunner, shapes: StaticShapes) -> None:
+    def __init__(self, run: StageRunner, shapes: StaticShapes, batch: int) -> None:
         super().__init__()
         self.run = run
         self.shapes = shapes
+        self.batch = batch
 
     def forward(self, curr: Any, memory: torch.Tensor, curr_pos: Any = None, memory_pos: Any = None,
                 num_obj_ptr_tokens: int = 0) -> torch.Tensor:  # fmt: skip
@@ -139,7 +144,7 @@ class _MemoryAttention(nn.Module):
             memory.float(), memory_pos.float(), num_obj_ptr_tokens, self.shapes
         )
         inputs = [curr.float(), curr_pos.float(), memory_p, pos_p, valid]
-        (out,) = _chunked(self.run, inputs, [1, 1, 1, 1, 0], self.shapes.max_objects)
+        (out,) = _chunked(self.run, inputs, [1, 1, 1, 1, 0], self.batch)
         return out
 
 
