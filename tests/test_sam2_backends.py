@@ -8,6 +8,7 @@ tested everywhere.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_without_cuda_the_tensorrt_backend_says_so(graphs, model):
         trt_runners(graphs, torch.device("cpu"), graphs / "engines")
     with pytest.raises(TensorRTUnavailable, match="needs a CUDA GPU"):
         Sam2Tracker(Sam2Config(device="cpu", backend="tensorrt", onnx_dir=str(graphs)), model=model)
+
+
+def test_tensorrt_refuses_graphs_with_the_mask_in_a_channel(graphs, tmp_path):
+    """That form is for fp32 onnxruntime; refused before TensorRT is even looked for."""
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    manifest["shapes"]["memory_mask"] = "channel"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="--memory-mask bias"):
+        trt_runners(tmp_path, torch.device("cpu"), tmp_path / "engines")
 
 
 @pytest.fixture(scope="module")

@@ -177,10 +177,15 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
 
 def trt_runners(folder: Path, device: torch.device, cache: Path) -> tuple[StageRunners, Manifest]:
     """The four stages as TensorRT engines: loaded from ``cache``, or built there first."""
+    manifest = Manifest.read(folder)
+    if manifest.shapes.memory_mask != "bias":
+        raise ValueError(
+            f"the graphs in {folder} carry the memory mask in a channel (for onnxruntime on a CPU): its "
+            "-1.6e5 does not fit fp16; export them for TensorRT with --memory-mask bias"
+        )
     trt = require_tensorrt()
     if device.type != "cuda":
         raise TensorRTUnavailable(f"the TensorRT backend runs on a CUDA device, not {device.type}")
-    manifest = Manifest.read(folder)
     index = device.index or 0
     key = engine_key(manifest, torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index),
                      trt.__version__)  # fmt: skip
