@@ -77,7 +77,7 @@ def instrumented(tracker: Sam2Tracker, clock: StageClock) -> Iterator[None]:
     model = tracker.model
     for stage, name in MODEL_CALLS.items():
         setattr(model, name, clock.wrap(stage, getattr(model, name)))
-    tracker.preprocess = clock.wrap("preprocess", tracker.preprocess)  # type: ignore[method-assign]
+    tracker.preprocess = clock.wrap("preprocess", tracker.preprocess)  # type: ignore[assignment]
     tracker._publish = clock.wrap("measurement", tracker._publish)  # type: ignore[method-assign]
     try:
         yield

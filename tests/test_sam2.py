@@ -27,40 +27,25 @@ from engine.registry import EngineOptionError, create_tracker  # noqa: E402
 from engine.sam2.models import CheckpointError, build_model, load_checkpoint  # noqa: E402
 from engine.sam2.postprocess import clean, fill_holes, measure  # noqa: E402
 from engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
-from engine.sim.motion import Motion  # noqa: E402
-from engine.sim.simulator import Particles, SimConfig, Simulator  # noqa: E402
+from tests.sam2_support import CLIP_SHAPE, box_around, tiny_model, two_particle_clip  # noqa: E402
 
-SHAPE = (192, 256)
+SHAPE = CLIP_SHAPE
 FRAMES = 18  # > num_maskmem (7) and >= max_obj_ptrs_in_encoder (16): see STREAM_FRAMES
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
 def model():
-    logging.getLogger("engine.sam2.models").setLevel(logging.ERROR)  # the random-weights banner
-    torch.set_num_threads(2)
-    return build_model(
-        "sam2.1_hiera_t", None, torch.device("cpu"), random_weights=True, image_size=256, seed=0
-    )
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
 def clip():
-    config = SimConfig(
-        shape=SHAPE, particles=Particles(count=2, width_nm=12.0), motion=Motion("brownian", sigma_px=2.0)
-    )
-    sim = Simulator(config, seed=3)
-    return [sim.next(want_labels=True) for _ in range(FRAMES)]
+    return two_particle_clip(FRAMES)
 
 
-def box_around(frame, label, margin=3.0):
-    ys, xs = np.nonzero(frame.truth.labels == label)
-    return [
-        float(xs.min() - margin),
-        float(ys.min() - margin),
-        float(xs.max() + margin),
-        float(ys.max() + margin),
-    ]
+def xyxy(box: Box) -> list[float]:
+    return [box.x0, box.y0, box.x1, box.y1]
 
 
 def ours(model, clip, prompts):
@@ -105,11 +90,11 @@ def runs(model, clip):
     """Ours: objects 1, 2 box-prompted on frame 0, object 3 added at frame 5. Official: objects 1, 2."""
     boxes = {k: box_around(clip[0], k) for k in (1, 2)}
     late = box_around(clip[5], 2, margin=6.0)
-    prompts = {0: [(k, Prompt(box=Box(*b))) for k, b in boxes.items()], 5: [(3, Prompt(box=Box(*late)))]}
+    prompts = {0: [(k, Prompt(box=b)) for k, b in boxes.items()], 5: [(3, Prompt(box=late))]}
     streamed, tracker = ours(model, clip, prompts)
     state = official_state(model, clip)
     for k, b in boxes.items():
-        model.add_new_points_or_box(state, frame_idx=0, obj_id=k, box=b)
+        model.add_new_points_or_box(state, frame_idx=0, obj_id=k, box=xyxy(b))
     official = [masks for _, _, masks in model.propagate_in_video(state)]
     return {"ours": streamed, "official": official, "state": state, "late_box": late, "tracker": tracker}
 
@@ -122,7 +107,7 @@ def test_a_parity_with_propagate_in_video(runs):
 
 def test_b_an_object_added_at_frame_5_matches_the_predictor_prompted_at_frame_5(model, clip, runs):
     state = official_state(model, clip)
-    model.add_new_points_or_box(state, frame_idx=5, obj_id=3, box=runs["late_box"])
+    model.add_new_points_or_box(state, frame_idx=5, obj_id=3, box=xyxy(runs["late_box"]))
     official = {f: masks for f, _, masks in model.propagate_in_video(state, start_frame_idx=5)}
     assert sorted(official) == list(range(5, FRAMES))
     for frame in range(5, FRAMES):
@@ -133,7 +118,7 @@ def test_b_an_object_added_at_frame_5_matches_the_predictor_prompted_at_frame_5(
 def test_c_a_correction_matches_add_new_points_or_box_on_that_frame(model, clip, runs):
     click = clip[8].truth.x[0], clip[8].truth.y[0]
     prompts = {
-        0: [(k, Prompt(box=Box(*box_around(clip[0], k)))) for k in (1, 2)],
+        0: [(k, Prompt(box=box_around(clip[0], k))) for k in (1, 2)],
         8: [(1, Prompt(points=(PointPrompt(*click),)))],
     }
     corrected, _ = ours(model, clip[:9], prompts)
@@ -159,7 +144,7 @@ def test_d_memory_stays_flat_over_300_frames(clip):
     )
     tracker = Sam2Tracker(Sam2Config(device="cpu"), model=model)
     for k in (1, 2):
-        tracker.add_object(Prompt(box=Box(*box_around(clip[0], k))))
+        tracker.add_object(Prompt(box=box_around(clip[0], k)))
     sizes, rss = [], {}
     for i in range(300):
         tracker.step(clip[i % FRAMES].image, want_labels=i % 10 == 0)
@@ -175,9 +160,9 @@ def test_d_memory_stays_flat_over_300_frames(clip):
 
 def test_objects_can_be_removed_and_ids_reused_at_any_frame(model, clip):
     tracker = Sam2Tracker(Sam2Config(device="cpu"), model=model)
-    tracker.add_object(Prompt(box=Box(*box_around(clip[0], 1))), 7)
+    tracker.add_object(Prompt(box=box_around(clip[0], 1)), 7)
     tracker.step(clip[0].image)
-    tracker.add_object(Prompt(box=Box(*box_around(clip[1], 2))))
+    tracker.add_object(Prompt(box=box_around(clip[1], 2)))
     result = tracker.step(clip[1].image, want_labels=True)
     assert [o.id for o in result.objects] == [7, 8]
     assert result.labels is not None
@@ -257,7 +242,7 @@ def test_e_serve_with_sam2_publishes_a_track_for_every_object_and_frame(clip):
         ControlClient(daemon.control, timeout_s=60) as control,
     ):
         assert sub.wait_connected(30)
-        ids = [control.add_object(box=box_around(clip[0], k)) for k in (1, 2)]
+        ids = [control.add_object(box=xyxy(box_around(clip[0], k))) for k in (1, 2)]
         with FrameSender(daemon.ingest) as camera:
             for frame in clip[:8]:
                 camera.send(frame.image)

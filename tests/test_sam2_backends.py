@@ -9,18 +9,16 @@ tested everywhere.
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 pytest.importorskip("onnxruntime")
 
-from engine.api import Box, Prompt  # noqa: E402
+from engine.api import Prompt  # noqa: E402
 from engine.sam2.export import Manifest, export_onnx  # noqa: E402
 from engine.sam2.models import build_model  # noqa: E402
 from engine.sam2.staged import StaticShapes  # noqa: E402
@@ -34,19 +32,14 @@ from engine.sam2.trt_backend import (  # noqa: E402
     require_tensorrt,
     trt_runners,
 )
-from engine.sim.motion import Motion  # noqa: E402
-from engine.sim.simulator import Particles, SimConfig, Simulator  # noqa: E402
+from tests.sam2_support import MODEL_SIZE, box_around, tiny_model, two_particle_clip  # noqa: E402
 
-SIZE = 256
+SIZE = MODEL_SIZE
 
 
 @pytest.fixture(scope="module")
 def model():
-    logging.getLogger("engine.sam2.models").setLevel(logging.ERROR)  # the random-weights banner
-    torch.set_num_threads(2)
-    return build_model(
-        "sam2.1_hiera_t", None, torch.device("cpu"), random_weights=True, image_size=SIZE, seed=0
-    )
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +108,6 @@ def cuda_tensorrt():
     )
 
 
-def _clip():
-    config = SimConfig(
-        shape=(192, 256), particles=Particles(count=2, width_nm=12.0), motion=Motion("brownian", sigma_px=2.0)
-    )
-    sim = Simulator(config, seed=3)
-    return [sim.next(want_labels=True) for _ in range(14)]
-
-
 @pytest.mark.tensorrt
 @pytest.mark.timeout(3600)  # export and four engine builds
 def test_tensorrt_streaming_matches_torch(cuda_tensorrt, tmp_path, monkeypatch):
@@ -130,7 +115,7 @@ def test_tensorrt_streaming_matches_torch(cuda_tensorrt, tmp_path, monkeypatch):
     monkeypatch.setenv("LPTEM_CACHE", str(tmp_path))  # the graphs are exported there
     cuda = torch.device("cuda")
     gpu_model = build_model("sam2.1_hiera_t", None, cuda, random_weights=True, image_size=SIZE, seed=0)
-    clip = _clip()
+    clip = two_particle_clip(14)
 
     def stream(config):
         tracker = Sam2Tracker(config, model=gpu_model)
@@ -138,10 +123,7 @@ def test_tensorrt_streaming_matches_torch(cuda_tensorrt, tmp_path, monkeypatch):
         for i, frame in enumerate(clip):
             if i == 0:
                 for label in (1, 2):
-                    ys, xs = np.nonzero(frame.truth.labels == label)
-                    tracker.add_object(
-                        Prompt(box=Box(xs.min() - 3, ys.min() - 3, xs.max() + 3, ys.max() + 3)), label
-                    )
+                    tracker.add_object(Prompt(box=box_around(frame, label)), label)
             out.append(tracker.step(frame.image, want_labels=True))
         return out
 
@@ -168,7 +150,7 @@ def test_serve_with_the_onnxruntime_backend_tracks_every_frame(tmp_path):
     from clients.sender import FrameSender  # noqa: PLC0415
     from clients.subscriber import Subscriber  # noqa: PLC0415
 
-    clip = _clip()
+    clip = two_particle_clip(14)
     args = ("--engine", "sam2", "--random-weights", "--device", "cpu", "--backend", "onnxruntime",
             "-E", "image_size=128", "--policy", "queue")  # fmt: skip
     env = {"LPTEM_CACHE": str(tmp_path)}  # graphs are exported there on first use
@@ -179,10 +161,8 @@ def test_serve_with_the_onnxruntime_backend_tracks_every_frame(tmp_path):
     ):
         assert sub.wait_connected(30)
         for label in (1, 2):
-            ys, xs = np.nonzero(clip[0].truth.labels == label)
-            control.add_object(
-                box=[float(xs.min() - 3), float(ys.min() - 3), float(xs.max() + 3), float(ys.max() + 3)]
-            )
+            box = box_around(clip[0], label)
+            control.add_object(box=[box.x0, box.y0, box.x1, box.y1])
         with FrameSender(daemon.ingest) as camera:
             for frame in clip[:6]:
                 camera.send(frame.image)

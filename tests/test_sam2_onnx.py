@@ -13,7 +13,6 @@ suite fast). Tolerances:
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -25,28 +24,21 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 pytest.importorskip("onnxruntime")
 
-from engine.api import Box, PointPrompt, Prompt  # noqa: E402
+from engine.api import PointPrompt, Prompt  # noqa: E402
 from engine.sam2.backends import check_manifest, graphs_folder  # noqa: E402
 from engine.sam2.export import Manifest, export_onnx, parity_errors, stage_graphs  # noqa: E402
-from engine.sam2.models import build_model  # noqa: E402
 from engine.sam2.staged import StaticShapes, _chunked, pad_memory, static_shapes  # noqa: E402
 from engine.sam2.static import MemoryAttentionStage, rope_tables, rotate  # noqa: E402
 from engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
-from engine.sim.motion import Motion  # noqa: E402
-from engine.sim.simulator import Particles, SimConfig, Simulator  # noqa: E402
+from tests.sam2_support import MODEL_SIZE, box_around, tiny_model, two_particle_clip  # noqa: E402
 
-SIZE = 256
-SHAPE = (192, 256)
+SIZE = MODEL_SIZE
 LPTEM = str(Path(sys.executable).with_name("lptem"))
 
 
 @pytest.fixture(scope="module")
 def model():
-    logging.getLogger("engine.sam2.models").setLevel(logging.ERROR)  # the random-weights banner
-    torch.set_num_threads(2)
-    return build_model(
-        "sam2.1_hiera_t", None, torch.device("cpu"), random_weights=True, image_size=SIZE, seed=0
-    )
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +59,8 @@ def channel_graphs(model, tmp_path_factory) -> Path:
 
 @pytest.fixture(params=["bias", "channel"])
 def any_graphs(request, graphs, channel_graphs) -> Path:
-    return graphs if request.param == "bias" else channel_graphs
+    folder: Path = graphs if request.param == "bias" else channel_graphs
+    return folder
 
 
 def test_each_exported_graph_matches_its_torch_module(model, any_graphs):
@@ -188,16 +181,7 @@ def test_batches_beyond_max_objects_are_split(model):
 
 @pytest.fixture(scope="module")
 def clip():
-    config = SimConfig(
-        shape=SHAPE, particles=Particles(count=2, width_nm=12.0), motion=Motion("brownian", sigma_px=2.0)
-    )
-    sim = Simulator(config, seed=3)
-    return [sim.next(want_labels=True) for _ in range(14)]
-
-
-def _box(frame, label, margin=3.0):
-    ys, xs = np.nonzero(frame.truth.labels == label)
-    return Box(xs.min() - margin, ys.min() - margin, xs.max() + margin, ys.max() + margin)
+    return two_particle_clip(14)
 
 
 def _stream(model, clip, config):
@@ -206,7 +190,7 @@ def _stream(model, clip, config):
     for i, frame in enumerate(clip):
         if i == 0:
             for label in (1, 2):
-                tracker.add_object(Prompt(box=_box(frame, label)), label)
+                tracker.add_object(Prompt(box=box_around(frame, label)), label)
         if i == 6:  # a click correction on a tracked object (the decoder with 2 + 1 prompt tokens)
             y, x = np.argwhere(frame.truth.labels == 1).mean(axis=0)
             tracker.add_object(Prompt(points=(PointPrompt(float(x), float(y), True),)), 1)
