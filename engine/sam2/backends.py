@@ -26,17 +26,22 @@ BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
+    """Where the four stages run; ``Sam2Config`` inherits these as its ``-E`` options."""
+
     backend: Backend = "torch"
+    """torch, onnxruntime or tensorrt (docs/gpu.md)."""
     compile: bool = False
     """torch backend: ``torch.compile`` the four stages (slow first frames while it compiles)."""
     onnx_dir: str | None = None
-    """Exported graphs (``lptem export``); default a cache folder keyed by model, weights and shapes."""
+    """onnxruntime / tensorrt: graphs from ``lptem export`` (default: exported to a cache on first use)."""
     memory_slots: int = 7
+    """onnxruntime / tensorrt: memory frames per object in the static graphs."""
     max_objects: int = 16
-    threads: int = 0
-    """onnxruntime intra-op threads (0: one per core)."""
+    """onnxruntime / tensorrt: largest object batch per stage call (TensorRT profile maximum)."""
+    backend_threads: int = 0
+    """onnxruntime: intra-op threads (0: one per core)."""
     engine_cache: str | None = None
-    """TensorRT: folder of built engines (default ``<onnx_dir>/tensorrt``)."""
+    """tensorrt: folder of built engines (default ``<onnx_dir>/tensorrt``)."""
 
 
 def cache_root() -> Path:
@@ -55,7 +60,7 @@ def bind_backend(model: Any, name: str, checkpoint: Path | None, seed: int, conf
     if config.backend == "onnxruntime":
         from engine.sam2.ort_backend import ort_runners  # noqa: PLC0415 - optional dependency
 
-        runners, manifest = ort_runners(folder, device, config.threads)
+        runners, manifest = ort_runners(folder, device, config.backend_threads)
     elif config.backend == "tensorrt":
         from engine.sam2.trt_backend import trt_runners  # noqa: PLC0415 - optional dependency
 

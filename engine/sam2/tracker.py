@@ -34,7 +34,7 @@ from engine.api import (
 from engine.detect import Detector, DetectorConfig
 from engine.measure import orientation_deg
 from engine.proposals import CandidateConfirmer
-from engine.sam2.backends import Backend, BackendConfig, bind_backend
+from engine.sam2.backends import BackendConfig, bind_backend
 from engine.sam2.bank import Memory, MemoryBank, output_dict
 from engine.sam2.models import build_model, resolve_device
 from engine.sam2.postprocess import clean, fill_holes, label_map, measure, to_frame
@@ -48,7 +48,9 @@ at least ``max_obj_ptrs_in_encoder`` (16) frames long."""
 
 
 @dataclass(frozen=True, slots=True)
-class Sam2Config:
+class Sam2Config(BackendConfig):
+    """The SAM 2 engine's ``-E`` options; the backend ones come from ``BackendConfig``."""
+
     model: str = "sam2.1_hiera_t"
     """A name from engine.sam2.models.MODELS (``samem`` for SAM-EM's fine-tune)."""
     checkpoint: str | None = None
@@ -73,24 +75,6 @@ class Sam2Config:
     confirm_frames: int = 3
     forget_after: int = 100
     """Auto-detected objects that stay invisible this many frames are dropped."""
-    backend: Backend = "torch"
-    """Where the four stages run: torch, onnxruntime or tensorrt (docs/gpu.md)."""
-    compile: bool = False
-    """torch backend: torch.compile the stages."""
-    onnx_dir: str | None = None
-    """onnxruntime / tensorrt: graphs from ``lptem export`` (default: exported to a cache on first use)."""
-    memory_slots: int = 7
-    """onnxruntime / tensorrt: memory frames per object in the static graphs."""
-    max_objects: int = 16
-    """onnxruntime / tensorrt: largest object batch per stage call (TensorRT profile maximum)."""
-    backend_threads: int = 0
-    """onnxruntime: intra-op threads (0: one per core)."""
-    engine_cache: str | None = None
-    """tensorrt: folder of built engines (default ``<onnx_dir>/tensorrt``)."""
-
-    def backend_config(self) -> BackendConfig:
-        return BackendConfig(self.backend, self.compile, self.onnx_dir, self.memory_slots, self.max_objects,
-                             self.backend_threads, self.engine_cache)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -119,7 +103,7 @@ class Sam2Tracker:
         if c.backend != "torch":
             _check_slots(c, model.num_maskmem)
         checkpoint = Path(c.checkpoint) if c.checkpoint else None
-        self.model = bind_backend(model, c.model, checkpoint, c.seed, c.backend_config())
+        self.model = bind_backend(model, c.model, checkpoint, c.seed, c)
         self.preprocess = Preprocessor(model.image_size, self.device, c.normalization)
         self.detector = Detector(DetectorConfig(particle_radius_px=c.particle_radius_px, polarity=c.polarity))
         self._candidates = CandidateConfirmer(4 * c.particle_radius_px, c.confirm_frames)
