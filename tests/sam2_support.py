@@ -7,6 +7,7 @@ trackers or exports.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,15 @@ def tiny_model() -> Any:
     return build_model(
         "sam2.1_hiera_t", None, torch.device("cpu"), random_weights=True, image_size=MODEL_SIZE, seed=0
     )
+
+
+def export_tiny(model: Any, folder: Path, **shapes: Any) -> Path:
+    """``model``'s four graphs at ``MODEL_SIZE``² in ``folder``; ``shapes``: other ``StaticShapes`` fields."""
+    from engine.sam2.export import export_onnx  # noqa: PLC0415 - callers have checked for torch and onnx
+    from engine.sam2.staged import StaticShapes  # noqa: PLC0415
+
+    export_onnx(model, folder, StaticShapes(MODEL_SIZE, **shapes), name="sam2.1_hiera_t", weights="random:0")
+    return folder
 
 
 def two_particle_clip(frames: int) -> list[Any]:

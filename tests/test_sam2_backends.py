@@ -19,9 +19,8 @@ pytest.importorskip("sam2")
 pytest.importorskip("onnxruntime")
 
 from engine.api import Prompt  # noqa: E402
-from engine.sam2.export import Manifest, export_onnx  # noqa: E402
+from engine.sam2.export import Manifest  # noqa: E402
 from engine.sam2.models import build_model  # noqa: E402
-from engine.sam2.staged import StaticShapes  # noqa: E402
 from engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
 from engine.sam2.trt_backend import (  # noqa: E402
     PROMPT_TOKENS,
@@ -32,7 +31,7 @@ from engine.sam2.trt_backend import (  # noqa: E402
     require_tensorrt,
     trt_runners,
 )
-from tests.sam2_support import MODEL_SIZE, box_around, tiny_model, two_particle_clip  # noqa: E402
+from tests.sam2_support import MODEL_SIZE, box_around, export_tiny, tiny_model, two_particle_clip  # noqa: E402
 
 SIZE = MODEL_SIZE
 
@@ -44,9 +43,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def graphs(model, tmp_path_factory) -> Path:
-    folder = Path(tmp_path_factory.mktemp("onnx"))
-    export_onnx(model, folder, StaticShapes(SIZE, max_objects=8), name="sam2.1_hiera_t", weights="random:0")
-    return folder
+    return export_tiny(model, Path(tmp_path_factory.mktemp("onnx")), max_objects=8)
 
 
 def test_profiles_cover_the_object_batch_and_prompt_tokens(graphs):

@@ -26,11 +26,11 @@ pytest.importorskip("onnxruntime")
 
 from engine.api import PointPrompt, Prompt  # noqa: E402
 from engine.sam2.backends import check_manifest, graphs_folder  # noqa: E402
-from engine.sam2.export import Manifest, export_onnx, parity_errors, stage_graphs  # noqa: E402
+from engine.sam2.export import Manifest, parity_errors, stage_graphs  # noqa: E402
 from engine.sam2.staged import StaticShapes, _chunked, pad_memory, static_shapes  # noqa: E402
 from engine.sam2.static import MemoryAttentionStage, rope_tables, rotate  # noqa: E402
 from engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
-from tests.sam2_support import MODEL_SIZE, box_around, tiny_model, two_particle_clip  # noqa: E402
+from tests.sam2_support import MODEL_SIZE, box_around, export_tiny, tiny_model, two_particle_clip  # noqa: E402
 
 SIZE = MODEL_SIZE
 LPTEM = str(Path(sys.executable).with_name("lptem"))
@@ -43,18 +43,13 @@ def model():
 
 @pytest.fixture(scope="module")
 def graphs(model, tmp_path_factory) -> Path:
-    folder = Path(tmp_path_factory.mktemp("onnx"))
-    export_onnx(model, folder, StaticShapes(SIZE), name="sam2.1_hiera_t", weights="random:0")
-    return folder
+    return export_tiny(model, Path(tmp_path_factory.mktemp("onnx")))
 
 
 @pytest.fixture(scope="module")
 def channel_graphs(model, tmp_path_factory) -> Path:
     """The graphs the onnxruntime backend exports for itself on a CPU: memory mask in a channel."""
-    folder = Path(tmp_path_factory.mktemp("onnx-channel"))
-    shapes = StaticShapes(SIZE, memory_mask="channel")
-    export_onnx(model, folder, shapes, name="sam2.1_hiera_t", weights="random:0")
-    return folder
+    return export_tiny(model, Path(tmp_path_factory.mktemp("onnx-channel")), memory_mask="channel")
 
 
 @pytest.fixture(params=["bias", "channel"])
