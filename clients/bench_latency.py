@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from clients.endpoints import add_publish_argument
 from clients.subscriber import Latency, Received, Subscriber, track_latency
-from service.daemon import DEFAULT_PUBLISH
 from service.protocol import TrackMessage
 
 log = logging.getLogger("lptem.bench")
@@ -124,12 +124,7 @@ def collect(
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
     latency = kinds.add_parser("latency", help="latency distributions and losses of a running daemon")
-    latency.add_argument(
-        "--publish",
-        default=DEFAULT_PUBLISH,
-        metavar="ENDPOINT",
-        help="the daemon's results (default %(default)s)",
-    )
+    add_publish_argument(latency)
     latency.add_argument("--frames", type=int, metavar="N", help="stop after N results")
     latency.add_argument(
         "--duration",

@@ -20,8 +20,8 @@ from clients.actuators import DryRunMicroscope, SimMicroscope
 from clients.control import ControlError
 from clients.controller import Controller, ControlLoop, Limits, LoopReport
 from clients.controllers import CentreParticle, DoseGuard
+from clients.endpoints import add_publish_argument
 from clients.sim_control import DEFAULT_SIM_CONTROL
-from service.daemon import DEFAULT_PUBLISH
 
 log = logging.getLogger("lptem.control")
 
@@ -68,12 +68,7 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     wire = parser.add_argument_group("connections")
-    wire.add_argument(
-        "--publish",
-        default=DEFAULT_PUBLISH,
-        metavar="ENDPOINT",
-        help="the daemon's results (default %(default)s)",
-    )
+    add_publish_argument(wire)
     wire.add_argument(
         "--microscope",
         default=DEFAULT_SIM_CONTROL,

@@ -16,8 +16,9 @@ from types import FrameType
 
 import zmq
 
+from clients.endpoints import add_publish_argument
 from clients.progress import Progress
-from service.daemon import DEFAULT_PUBLISH, versions
+from service.daemon import versions
 from service.record import RecordExistsError, RecordWriter
 
 log = logging.getLogger("lptem.record")
@@ -76,12 +77,7 @@ def record(
 
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="record folder (created; exports written on exit)")
-    parser.add_argument(
-        "--publish",
-        default=DEFAULT_PUBLISH,
-        metavar="ENDPOINT",
-        help="daemon result endpoint (default %(default)s)",
-    )
+    add_publish_argument(parser)
     parser.add_argument("--frames", type=int, metavar="N", help="stop after N track messages")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")

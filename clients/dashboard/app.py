@@ -11,18 +11,14 @@ from pathlib import Path
 
 import zmq
 
-from service.daemon import DEFAULT_CONTROL, DEFAULT_PUBLISH
+from clients.endpoints import add_publish_argument
+from service.daemon import DEFAULT_CONTROL
 
 log = logging.getLogger("lptem.dashboard")
 
 
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--publish",
-        default=DEFAULT_PUBLISH,
-        metavar="ENDPOINT",
-        help="the daemon's results (default %(default)s)",
-    )
+    add_publish_argument(parser)
     parser.add_argument(
         "--control",
         default=DEFAULT_CONTROL,
