@@ -1,8 +1,8 @@
 # lptem-live developer loop. `make demo` and `make test` work on a fresh clone: they build .venv first.
 #
-# Install notes (design.md §8): torch comes from the CPU wheel on disk (pinned, so pip never pulls a
-# CUDA build), sam2 is installed without its dependencies (it would resolve torchvision, which does not
-# import with the CPU torch) and without compiling its CUDA extension.
+# Install notes (docs/install.md): torch is pinned to 2.13.0 and installed before anything that depends on
+# it, so pip never resolves a newer (CUDA) build; sam2 is installed without its dependencies (it would
+# resolve torchvision, which does not import beside a CPU torch) and without compiling its CUDA kernel.
 
 PYTHON ?= python3
 VENV := .venv
@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e ".[gui]"
 	touch $(STAMP)
 
-# Tests also need the dev tools and the SAM 2 engine: torch from the CPU wheel on disk (pinned, so that
-# nothing resolves a CUDA build), then sam2 without its dependencies (torchvision) and its CUDA kernel.
+# Tests also need the dev tools and the SAM 2 engine: torch pinned first (on a machine whose pip offers a
+# CPU wheel of it, that is what installs), then sam2 without its dependencies (torchvision) and its CUDA
+# kernel.
 $(STAMP_TEST): $(STAMP)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e ".[dev,gui,export]"
@@ -48,7 +49,14 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff check engine service clients tests benchmarks
 	$(BIN)/ruff format --check engine service clients tests benchmarks
 
-typecheck: $(STAMP_TEST)
+# mypy names modules after folders, so it reads the package through lptem/{engine,service,clients} links to
+# the top-level folders: the layout the wheel installs (pyproject.toml, [tool.mypy]).
+LINKS := $(VENV)/lptem-src/lptem
+$(LINKS): | $(STAMP)
+	mkdir -p $(LINKS)
+	for p in engine service clients; do ln -sfn ../../../$$p $(LINKS)/$$p; done
+
+typecheck: $(STAMP_TEST) $(LINKS)
 	$(BIN)/mypy
 
 layers: $(STAMP_TEST)
@@ -65,7 +73,7 @@ test-slow: $(STAMP_TEST)
 # The TensorRT tests skip without CUDA; on a GPU machine (where pip's torch is a CUDA build) they run.
 test-gpu: $(STAMP_TEST)
 	$(PIP) install --quiet -e ".[trt]"
-	$(PY) -m pytest -rs -q tests/test_sam2_onnx.py tests/test_sam2_backends.py
+	$(PY) -m pytest -rs -q tests/engine/sam2/test_onnx.py tests/engine/sam2/test_backends.py
 
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/overhead.py

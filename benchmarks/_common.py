@@ -73,7 +73,7 @@ def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
     """Process body: run ``job`` on an absolute schedule with the project's FrameSender (which copies,
     as acquisition software with a reused buffer would)."""
     endpoint, source, fps, n_frames = job.endpoint, job.source, job.fps, job.n_frames
-    from clients.sender import FrameSender  # noqa: PLC0415 - imported in the child process
+    from lptem.clients.wire.sender import FrameSender  # noqa: PLC0415 - imported in the child process
 
     if isinstance(source, str):
         movie = np.load(source)

@@ -31,13 +31,13 @@ import numpy.typing as npt
 import pandas as pd
 from _common import dump_json, machine
 
-from engine.api import Box, Prompt
-from engine.registry import ENGINES, create_tracker
-from engine.scoring import Contact, match_to_truth, score_tracks
-from engine.segmentation_metrics import boundary_f, davis_bound_px, jaccard
-from engine.sim.motion import Motion
-from engine.sim.optics import Stack
-from engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
+from lptem.engine.api import Box, Prompt
+from lptem.engine.registry import ENGINES, create_tracker
+from lptem.engine.scoring import Contact, match_to_truth, score_tracks
+from lptem.engine.segmentation_metrics import boundary_f, davis_bound_px, jaccard
+from lptem.engine.sim.motion import Motion
+from lptem.engine.sim.optics import Stack
+from lptem.engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
 
 
 def simulate(thickness: float, count: int, n_frames: int, size: int, seed: int) -> list[SimFrame]:

@@ -25,11 +25,11 @@ import numpy as np
 import scipy.ndimage as ndi
 from _common import TABLE_HEADER, Summary, dump_json, machine, start_camera
 
-from clients.control import ControlClient
-from clients.daemon_process import DaemonProcess
-from clients.subscriber import Subscriber
-from engine.classical import ClassicalConfig, ClassicalTracker
-from engine.synthetic import BlobMovie, BlobMovieConfig
+from lptem.clients.ops.daemon_process import DaemonProcess
+from lptem.clients.wire.control import ControlClient
+from lptem.clients.wire.subscriber import Subscriber
+from lptem.engine.classical import ClassicalConfig, ClassicalTracker
+from lptem.engine.synthetic import BlobMovie, BlobMovieConfig
 
 
 def timed(fn: Callable[[], object], repeat: int) -> Summary:

@@ -5,7 +5,7 @@ with the centring controller on and off (same seeds), over the real sockets.
     python benchmarks/closed_loop.py --seconds 60 --seeds 7 8 9 --send-fps 100 --json loop.json
 
 Each run starts `lptem serve` (classical engine, automatic detection), streams the scenario of
-clients/loop_demo.py (one 20 nm particle at the centre of a 256² field, 0.5 nm/px, 20 frames/s of
+clients/feedback/sim_loop.py (one 20 nm particle at the centre of a 256² field, 0.5 nm/px, 20 frames/s of
 simulated time, drift 0.5 px/frame plus Brownian steps of 0.3 px) and measures the particle's true
 distance from the centre in every frame. The frames are sent faster than real time (``--send-fps``), which
 makes the loop's reaction slower in frames than at camera speed.
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from _common import dump_json, machine
 
-from clients.controller import Limits
-from clients.daemon_process import DaemonProcess
-from clients.loop_demo import DriftScenario, daemon_arguments, run_centring
+from lptem.clients.feedback.loop import Limits
+from lptem.clients.feedback.sim_loop import DriftScenario, daemon_arguments, run_centring
+from lptem.clients.ops.daemon_process import DaemonProcess
 
 
 def one_run(scenario: DriftScenario, controlled: bool, limits: Limits) -> dict[str, float]:

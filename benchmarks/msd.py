@@ -8,7 +8,7 @@ every push. Rows, per particle count:
 
 * ``rolling``: RollingMSD.push, the O(L) update the daemon runs on every frame;
 * ``live``: the daemon's hook, LiveStatistics.add (message fields to dict, forget/restart checks, push);
-* ``batch``: recomputing the same window directly (engine.msd.msd per particle), the O(W·L) cost the
+* ``batch``: recomputing the same window directly (lptem.engine.msd.msd per particle), the O(W·L) cost the
   incremental update avoids; it runs on fewer frames;
 * ``floor``: one numpy add of an (particles, lags) array in place: the smallest numpy call per frame.
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from _common import Summary, dump_json, machine
 
-from engine.msd import RollingMSD, lag_set, msd
-from service.protocol import MsdSettings, TrackedObject, TrackMessage
-from service.statistics import LiveStatistics
+from lptem.engine.msd import RollingMSD, lag_set, msd
+from lptem.service.protocol import MsdSettings, TrackedObject, TrackMessage
+from lptem.service.statistics import LiveStatistics
 
 Step = Callable[[int], None]
 

@@ -23,9 +23,9 @@ import msgpack
 import zmq
 from _common import TABLE_HEADER, Summary, dump_json, machine, start_camera
 
-from clients.control import ControlClient
-from clients.daemon_process import DaemonProcess
-from clients.subscriber import Subscriber
+from lptem.clients.ops.daemon_process import DaemonProcess
+from lptem.clients.wire.control import ControlClient
+from lptem.clients.wire.subscriber import Subscriber
 
 
 def bind_address(transport: str, name: str) -> str:

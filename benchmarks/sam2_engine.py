@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from _common import dump_json, machine
 
-import engine.sam2.tracker as tracker_module
-from engine.api import Box, Prompt
-from engine.sam2.models import build_model, resolve_device
-from engine.sam2.tracker import Sam2Config, Sam2Tracker
+import lptem.engine.sam2.tracker as tracker_module
+from lptem.engine.api import Box, Prompt
+from lptem.engine.sam2.models import build_model, resolve_device
+from lptem.engine.sam2.tracker import Sam2Config, Sam2Tracker
 
 STAGES = ("preprocess", "image encoder", "memory attention", "mask decoder", "memory encoder", "measurement")
 

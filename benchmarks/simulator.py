@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 from _common import TABLE_HEADER, Summary, dump_json, machine
 
-from engine.sim.simulator import Particles, SimConfig, Simulator
+from lptem.engine.sim.simulator import Particles, SimConfig, Simulator
 
 
 def measure(noise: str, count: int, size: int, frames: int, with_labels: bool) -> Summary:

@@ -1,6 +1,6 @@
 """Offline trajectory statistics (pure numpy): ensemble MSD, velocity autocorrelation, displacements.
 
-Trajectories are dense (n_frames, 2) arrays indexed by frame with NaN rows for gaps (engine.msd's
+Trajectories are dense (n_frames, 2) arrays indexed by frame with NaN rows for gaps (lptem.engine.msd's
 ``positions_by_frame``). Conventions in docs/statistics.md.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.msd import MsdCurve, msd
+from lptem.engine.msd import MsdCurve, msd
 
 F64 = npt.NDArray[np.float64]
 

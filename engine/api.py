@@ -143,7 +143,7 @@ class Prompt:
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """Numbers measured on one object's mask (see engine.measure for definitions).
+    """Numbers measured on one object's mask (see lptem.engine.measure for definitions).
 
     ``theta_deg`` is the orientation of the mask's major axis, degrees in (-90, 90], measured from the +x
     axis (columns) towards +y (rows). Because rows grow downwards on screen, positive angles are clockwise

@@ -1,4 +1,4 @@
-"""Classical (weight-free) tracker: the detector of engine.detect plus gated Hungarian association.
+"""Classical (weight-free) tracker: the detector of lptem.engine.detect plus gated Hungarian association.
 
 Objects come from prompts (a box and/or clicks) or, with auto-detect on, from detections that no tracked
 object claims. An object that finds no detection within its gate is reported ``visible = False`` at its
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from engine.api import (
+from lptem.engine.api import (
     Frame,
     IdAllocator,
     ObjectInfo,
@@ -22,9 +22,9 @@ from engine.api import (
     StepResult,
     UnknownObjectError,
 )
-from engine.assign import gated_assignment
-from engine.detect import Detection, DetectionSet, Detector, DetectorConfig
-from engine.proposals import CandidateConfirmer
+from lptem.engine.assign import gated_assignment
+from lptem.engine.detect import Detection, DetectionSet, Detector, DetectorConfig
+from lptem.engine.proposals import CandidateConfirmer
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class _Track:
 
 
 class ClassicalTracker:
-    """Implements :class:`engine.api.Tracker` with :class:`engine.detect.Detector` detections."""
+    """Implements :class:`lptem.engine.api.Tracker` with :class:`lptem.engine.detect.Detector` detections."""
 
     name = "classical"
 

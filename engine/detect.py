@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from engine.api import Frame, Measurement
-from engine.measure import measure_mask
+from lptem.engine.api import Frame, Measurement
+from lptem.engine.measure import measure_mask
 
 _MAD_TO_SIGMA = 1.4826  # s.d. of a Gaussian from its median absolute deviation
 _BACKGROUND_GRID = 8  # background is estimated on a grid this many times coarser

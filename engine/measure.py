@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from engine.api import Measurement
+from lptem.engine.api import Measurement
 
 
 def orientation_deg(mu20: float, mu02: float, mu11: float) -> float:

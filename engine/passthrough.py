@@ -6,11 +6,19 @@ real ones, but the engine costs nothing.
 
 from __future__ import annotations
 
-from engine.api import Frame, IdAllocator, ObjectInfo, ObjectResult, Prompt, StepResult, UnknownObjectError
+from lptem.engine.api import (
+    Frame,
+    IdAllocator,
+    ObjectInfo,
+    ObjectResult,
+    Prompt,
+    StepResult,
+    UnknownObjectError,
+)
 
 
 class PassThroughTracker:
-    """Implements :class:`engine.api.Tracker`; ``auto_detect`` is accepted and has no effect."""
+    """Implements :class:`lptem.engine.api.Tracker`; ``auto_detect`` is accepted and has no effect."""
 
     name = "passthrough"
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.assign import gated_assignment
-from engine.detect import Detection
+from lptem.engine.assign import gated_assignment
+from lptem.engine.detect import Detection
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.api import Tracker
+from lptem.engine.api import Tracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +25,19 @@ class EngineSpec:
 
 ENGINES: dict[str, EngineSpec] = {
     "classical": EngineSpec(
-        "engine.classical",
+        "lptem.engine.classical",
         "ClassicalTracker",
         "ClassicalConfig",
         "weight-free: background flattening, denoising, threshold, components, Hungarian association",
     ),
     "sam2": EngineSpec(
-        "engine.sam2.tracker",
+        "lptem.engine.sam2.tracker",
         "Sam2Tracker",
         "Sam2Config",
         "SAM 2 / 2.1 / SAM-EM streaming memory-bank tracker (torch; needs a checkpoint)",
     ),
     "passthrough": EngineSpec(
-        "engine.passthrough",
+        "lptem.engine.passthrough",
         "PassThroughTracker",
         None,
         "touches no pixel; reports prompts as given (overhead benchmarks)",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.assign import gated_assignment
+from lptem.engine.assign import gated_assignment
 
 F64 = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.integer]

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from engine.api import Box
+from lptem.engine.api import Box
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,16 +13,16 @@ from types import FrameType
 
 import zmq
 
-from engine.registry import ENGINES, EngineOptionError, engine_options
-from service.daemon import (
+from lptem.engine.registry import ENGINES, EngineOptionError, engine_options
+from lptem.service.daemon import (
     DEFAULT_CONTROL,
     DEFAULT_INGEST,
     DEFAULT_PUBLISH,
     Daemon,
     DaemonConfig,
 )
-from service.mailbox import Policy
-from service.protocol import CommandError, MsdSettings
+from lptem.service.mailbox import Policy
+from lptem.service.protocol import CommandError, MsdSettings
 
 log = logging.getLogger("lptem.serve")
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import zmq
 
-from service.logutil import RateLimitedLog
-from service.mailbox import Mailbox, MailboxClosed
-from service.protocol import CommandError, StatusMessage, encode_reply, parse_command
-from service.stats import Stats
+from lptem.service.logutil import RateLimitedLog
+from lptem.service.mailbox import Mailbox, MailboxClosed
+from lptem.service.protocol import CommandError, StatusMessage, encode_reply, parse_command
+from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100

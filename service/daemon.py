@@ -19,15 +19,15 @@ from typing import Any
 import zmq
 from prometheus_client import CollectorRegistry, start_http_server
 
-from engine.registry import create_tracker
-from service.control import ControlServer
-from service.engine_loop import EngineLoop
-from service.ingest import Ingest
-from service.mailbox import Mailbox, Policy
-from service.protocol import MsdSettings, SeriesMarker, StatusMessage
-from service.publisher import Publisher
-from service.record import RecordWriter
-from service.stats import DaemonCollector, Stats
+from lptem.engine.registry import create_tracker
+from lptem.service.control import ControlServer
+from lptem.service.engine_loop import EngineLoop
+from lptem.service.ingest import Ingest
+from lptem.service.mailbox import Mailbox, Policy
+from lptem.service.protocol import MsdSettings, SeriesMarker, StatusMessage
+from lptem.service.publisher import Publisher
+from lptem.service.record import RecordWriter
+from lptem.service.stats import DaemonCollector, Stats
 
 log = logging.getLogger(__name__)
 

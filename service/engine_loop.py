@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from engine.api import ObjectInfo, ObjectResult, PromptError, StepResult, Tracker, UnknownObjectError
-from service.mailbox import Mailbox, PendingCommand, QueuedFrame
-from service.protocol import (
+from lptem.engine.api import ObjectInfo, ObjectResult, PromptError, StepResult, Tracker, UnknownObjectError
+from lptem.service.mailbox import Mailbox, PendingCommand, QueuedFrame
+from lptem.service.protocol import (
     TOPIC_MSD,
     TOPIC_PREVIEW,
     TOPIC_TRACK,
@@ -27,8 +27,8 @@ from service.protocol import (
     TrackedObject,
     TrackMessage,
 )
-from service.statistics import LiveStatistics
-from service.stats import Stats
+from lptem.service.statistics import LiveStatistics
+from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
 

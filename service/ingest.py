@@ -11,16 +11,16 @@ from typing import Any
 
 import zmq
 
-from service.logutil import RateLimitedLog
-from service.mailbox import Mailbox, MailboxClosed, QueuedFrame
-from service.protocol import (
+from lptem.service.logutil import RateLimitedLog
+from lptem.service.mailbox import Mailbox, MailboxClosed, QueuedFrame
+from lptem.service.protocol import (
     FrameRejected,
     IngestFrame,
     RejectReason,
     SeriesMarker,
     decode_ingest,
 )
-from service.stats import Stats
+from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from service.protocol import Command, IngestFrame
+from lptem.service.protocol import Command, IngestFrame
 
 
 class Policy(StrEnum):

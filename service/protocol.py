@@ -18,7 +18,7 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
-from engine.api import Box, PointPrompt, Prompt, PromptError
+from lptem.engine.api import Box, PointPrompt, Prompt, PromptError
 
 Buffer = bytes | bytearray | memoryview
 """Anything holding message bytes (pass ``zmq.Frame.buffer`` for zero-copy frames)."""

@@ -12,13 +12,13 @@ from typing import Any
 import msgpack
 import zmq
 
-from service.protocol import (
+from lptem.service.protocol import (
     TOPIC_STATUS,
     TOPIC_TRACK,
     StatusMessage,
     encode_result,
 )
-from service.record import RecordWriter
+from lptem.service.record import RecordWriter
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Live trajectory statistics in the daemon: a rolling MSD per object, fitted and published.
 
-Fed by the engine thread with every result (O(L) per object per frame, engine.msd.RollingMSD), it
+Fed by the engine thread with every result (O(L) per object per frame, lptem.engine.msd.RollingMSD), it
 builds the ``msd`` message at most ``rate_hz`` times a second and keeps each object's D and α for the
 ``status`` heartbeat. Frames are the camera's numbers: frames the daemon dropped are gaps, and a new
 epoch (the camera's numbering restarted) empties the window.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 
-from engine.msd import RollingMSD, fit_power_law, lag_set
-from service.protocol import MsdMessage, MsdSettings, ParticleMsd, TrackMessage
+from lptem.engine.msd import RollingMSD, fit_power_law, lag_set
+from lptem.service.protocol import MsdMessage, MsdSettings, ParticleMsd, TrackMessage
 
 
 class LiveStatistics:

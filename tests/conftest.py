@@ -14,9 +14,11 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from service.daemon import Daemon, DaemonConfig
+from lptem.service.daemon import Daemon, DaemonConfig
 
 ANY_PORT = "tcp://127.0.0.1:*"
+REPOSITORY = Path(__file__).resolve().parents[1]
+"""The source checkout (docs/, benchmarks/ are read from it)."""
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.02) -> bool:
@@ -31,7 +33,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_
 
 def wait_processed(control: str, frames: int, timeout_s: float = 60.0) -> bool:
     """Wait until the daemon at ``control`` has processed ``frames`` frames (SIGTERM discards a queue)."""
-    from clients.control import ControlClient  # noqa: PLC0415 - keeps conftest light
+    from lptem.clients.wire.control import ControlClient  # noqa: PLC0415 - keeps conftest light
 
     with ControlClient(control) as client:
         return wait_until(lambda: client.status().frames_processed >= frames, timeout_s, interval_s=0.1)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import zmq
 
-from clients.endpoints import add_publish_argument
-from service.daemon import DEFAULT_CONTROL
+from lptem.clients.wire.endpoints import add_publish_argument
+from lptem.service.daemon import DEFAULT_CONTROL
 
 log = logging.getLogger("lptem.dashboard")
 
@@ -52,7 +52,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no display needed for a screenshot
     from PySide6 import QtCore, QtWidgets  # noqa: PLC0415 - Qt only for this command
 
-    from clients.dashboard.window import DashboardWindow  # noqa: PLC0415
+    from lptem.clients.dashboard.window import DashboardWindow  # noqa: PLC0415
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     try:

@@ -21,8 +21,8 @@ from typing import Any
 import zmq
 from PySide6 import QtCore
 
-from clients.control import ControlClient, ControlError
-from service.protocol import MsdMessage, PreviewMessage, StatusMessage, TrackMessage, decode_result
+from lptem.clients.wire.control import ControlClient, ControlError
+from lptem.service.protocol import MsdMessage, PreviewMessage, StatusMessage, TrackMessage, decode_result
 
 log = logging.getLogger("lptem.dashboard")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from clients.dashboard.state import DashboardState, label_overlay, object_colour
+from lptem.clients.dashboard.state import DashboardState, label_overlay, object_colour
 
 Qt = QtCore.Qt
 TRAIL_SEGMENTS = 4

@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from clients.dashboard.state import DashboardState, ObjectRow, object_colour
+from lptem.clients.dashboard.state import DashboardState, ObjectRow, object_colour
 
 COLUMNS = ("id", "x / nm", "y / nm", "θ / °", "D / nm²/s^α", "α", "visible", "frames")
 MAX_CURVES = 12

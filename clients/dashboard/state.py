@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from service.protocol import MsdMessage, ParticleMsd, PreviewMessage, StatusMessage, TrackMessage
+from lptem.service.protocol import MsdMessage, ParticleMsd, PreviewMessage, StatusMessage, TrackMessage
 
 PALETTE_SIZE = 64
 

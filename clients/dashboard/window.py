@@ -7,11 +7,11 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from clients.dashboard.feed import CommandRunner, ResultFeed
-from clients.dashboard.frame_view import FrameView
-from clients.dashboard.panels import MsdPlot, ParticleTable, StripCharts, hint_label
-from clients.dashboard.state import DashboardState
-from service.protocol import StatusMessage
+from lptem.clients.dashboard.feed import CommandRunner, ResultFeed
+from lptem.clients.dashboard.frame_view import FrameView
+from lptem.clients.dashboard.panels import MsdPlot, ParticleTable, StripCharts, hint_label
+from lptem.clients.dashboard.state import DashboardState
+from lptem.service.protocol import StatusMessage
 
 log = logging.getLogger("lptem.dashboard")
 

@@ -1,7 +1,7 @@
 """Where SAM 2's four stages run: torch (eager or ``torch.compile``), ONNX Runtime, or TensorRT.
 
-All three run the same streaming loop (engine.sam2.tracker); onnxruntime and TensorRT run the stages
-exported by engine.sam2.export, found in ``onnx_dir`` or exported there on first use.
+All three run the same streaming loop (lptem.engine.sam2.tracker); onnxruntime and TensorRT run the stages
+exported by lptem.engine.sam2.export, found in ``onnx_dir`` or exported there on first use.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import torch
 
-from engine.sam2.export import MANIFEST, Manifest, export_onnx, weights_id
-from engine.sam2.staged import MemoryMask, StaticShapes, staged_model, static_shapes
+from lptem.engine.sam2.export import MANIFEST, Manifest, export_onnx, weights_id
+from lptem.engine.sam2.staged import MemoryMask, StaticShapes, staged_model, static_shapes
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,11 @@ def bind_backend(model: Any, name: str, checkpoint: Path | None, seed: int, conf
     weights = weights_id(checkpoint, seed)
     folder = graphs_folder(model, name, weights, shapes, config.onnx_dir)
     if config.backend == "onnxruntime":
-        from engine.sam2.ort_backend import ort_runners  # noqa: PLC0415 - optional dependency
+        from lptem.engine.sam2.ort_backend import ort_runners  # noqa: PLC0415 - optional dependency
 
         runners, manifest = ort_runners(folder, device, config.backend_threads)
     elif config.backend == "tensorrt":
-        from engine.sam2.trt_backend import trt_runners  # noqa: PLC0415 - optional dependency
+        from lptem.engine.sam2.trt_backend import trt_runners  # noqa: PLC0415 - optional dependency
 
         cache = Path(config.engine_cache) if config.engine_cache else folder / "tensorrt"
         runners, manifest = trt_runners(folder, device, cache)

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.sam2.staged import StaticShapes
-from engine.sam2.static import (
+from lptem.engine.sam2.staged import StaticShapes
+from lptem.engine.sam2.static import (
     ImageEncoderStage,
     MaskDecoderStage,
     MemoryAttentionStage,
@@ -217,22 +217,3 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-def parity_errors(model: Any, folder: Path, threads: int = 0) -> dict[str, float]:
-    """Per stage: max |onnxruntime − torch| over its outputs on the example inputs, divided by the
-    largest |torch output| (so 1e-6 means agreement to about six digits)."""
-    from engine.sam2.ort_backend import OrtStage, providers_for  # noqa: PLC0415 - optional dependency
-
-    manifest = Manifest.read(folder)
-    providers = providers_for(torch.device("cpu"))
-    errors = {}
-    reference = copy.deepcopy(model).float().cpu().eval()
-    with torch.no_grad():
-        for stage, graph in stage_graphs(reference, manifest.shapes).items():
-            expected = graph.module(*graph.inputs)
-            expected = expected if isinstance(expected, tuple) else (expected,)
-            got = OrtStage(folder / manifest.graphs[stage]["file"], providers, threads)(*graph.inputs)
-            errors[stage] = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
-                                for a, b in zip(expected, got, strict=True))  # fmt: skip
-    return errors

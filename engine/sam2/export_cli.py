@@ -40,9 +40,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415 - the engine stack loads only for this command
 
-    from engine.sam2.export import export_onnx, parity_errors, weights_id  # noqa: PLC0415
-    from engine.sam2.models import build_model  # noqa: PLC0415
-    from engine.sam2.staged import static_shapes  # noqa: PLC0415
+    from lptem.engine.sam2.export import export_onnx, weights_id  # noqa: PLC0415
+    from lptem.engine.sam2.models import build_model  # noqa: PLC0415
+    from lptem.engine.sam2.staged import static_shapes  # noqa: PLC0415
 
     problem = _check(args)
     if problem:
@@ -74,6 +74,8 @@ def run_export(args: argparse.Namespace) -> int:
         inputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in graph["inputs"].items())
         print(f"  {stage:<17} {size_mb:7.1f} MB   {inputs}")
     if not args.no_verify:
+        from lptem.engine.sam2.parity import parity_errors  # noqa: PLC0415 - onnxruntime only to verify
+
         errors = parity_errors(model, out)
         print("onnxruntime vs torch, max |difference| / max |output|: "
               + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))  # fmt: skip

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.sam2.export import STAGES, Manifest
-from engine.sam2.staged import StageRunners
+from lptem.engine.sam2.export import STAGES, Manifest
+from lptem.engine.sam2.staged import StageRunners
 
 log = logging.getLogger(__name__)
 

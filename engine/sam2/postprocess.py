@@ -8,7 +8,7 @@
   highest logit wins), and each object keeps its largest connected component. It changes what is
   published, never what SAM 2 remembers.
 * ``measure``: masks at full frame resolution, on the model's device; only per-object numbers (and, on
-  request, the label map) leave it. Definitions as in engine.measure.
+  request, the label map) leave it. Definitions as in lptem.engine.measure.
 """
 
 from __future__ import annotations

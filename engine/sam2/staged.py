@@ -2,9 +2,9 @@
 
 ``staged_model`` returns a shallow copy of a loaded SAM 2 model (parameters shared, the original left
 untouched) whose image encoder, memory attention, mask decoder and memory encoder call ``StageRunners``
-(ONNX Runtime sessions, TensorRT engines) with the static shapes of engine.sam2.static. Memory selection,
-prompt encoding, object pointers and mask selection stay SAM 2's code, so every backend follows the same
-algorithm and only the arithmetic of the four stages differs.
+(ONNX Runtime sessions, TensorRT engines) with the static shapes of lptem.engine.sam2.static. Memory
+selection, prompt encoding, object pointers and mask selection stay SAM 2's code, so every backend
+follows the same algorithm and only the arithmetic of the four stages differs.
 """
 
 from __future__ import annotations

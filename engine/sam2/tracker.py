@@ -5,7 +5,7 @@ structure are batched through memory attention, mask decoder and memory encoder 
 ``track_step``; a prompt (new object, or a correction on a tracked one) is applied to the frame being
 processed exactly as the official ``SAM2VideoPredictor.add_new_points_or_box`` applies it to a frame,
 and its memory is encoded as the predictor's ``propagate_in_video_preflight`` encodes it. Memory banks
-keep only what SAM 2's memory selection can still use (engine.sam2.bank). See docs/engines.md.
+keep only what SAM 2's memory selection can still use (lptem.engine.sam2.bank). See docs/engines.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.api import (
+from lptem.engine.api import (
     Box,
     Frame,
     IdAllocator,
@@ -31,14 +31,14 @@ from engine.api import (
     StepResult,
     UnknownObjectError,
 )
-from engine.detect import Detector, DetectorConfig
-from engine.measure import orientation_deg
-from engine.proposals import CandidateConfirmer
-from engine.sam2.backends import BackendConfig, bind_backend
-from engine.sam2.bank import Memory, MemoryBank, output_dict
-from engine.sam2.models import build_model, resolve_device
-from engine.sam2.postprocess import clean, fill_holes, label_map, measure, to_frame
-from engine.sam2.preprocess import Preprocessor
+from lptem.engine.detect import Detector, DetectorConfig
+from lptem.engine.measure import orientation_deg
+from lptem.engine.proposals import CandidateConfirmer
+from lptem.engine.sam2.backends import BackendConfig, bind_backend
+from lptem.engine.sam2.bank import Memory, MemoryBank, output_dict
+from lptem.engine.sam2.models import build_model, resolve_device
+from lptem.engine.sam2.postprocess import clean, fill_holes, label_map, measure, to_frame
+from lptem.engine.sam2.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Sam2Config(BackendConfig):
     """The SAM 2 engine's ``-E`` options; the backend ones come from ``BackendConfig``."""
 
     model: str = "sam2.1_hiera_t"
-    """A name from engine.sam2.models.MODELS (``samem`` for SAM-EM's fine-tune)."""
+    """A name from lptem.engine.sam2.models.MODELS (``samem`` for SAM-EM's fine-tune)."""
     checkpoint: str | None = None
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     random_weights: bool = False
@@ -89,7 +89,7 @@ class _Object:
 
 
 class Sam2Tracker:
-    """Implements :class:`engine.api.Tracker` with a SAM 2 model."""
+    """Implements :class:`lptem.engine.api.Tracker` with a SAM 2 model."""
 
     name = "sam2"
 
@@ -339,7 +339,7 @@ def _check_slots(config: Sam2Config, num_maskmem: int) -> None:
 def object_result(
     obj_id: int, row: np.ndarray, score: float, last: ObjectResult | None
 ) -> ObjectResult | None:
-    """One object's result from its measurement ``row`` (engine.sam2.postprocess.measure) and SAM 2's
+    """One object's result from its measurement ``row`` (lptem.engine.sam2.postprocess.measure) and SAM 2's
     object score logit. A score <= 0 (SAM 2: the object is not in the frame) or an empty mask gives
     ``visible = False`` at the last known position (None if it was never seen)."""
     area, x, y, mu20, mu02, mu11, x0, y0, x1, y1 = row

@@ -2,7 +2,7 @@
 
 * fp16 with LayerNorm, softmax and the reductions kept in fp32 (fp16 LayerNorm loses accuracy in SAM 2);
 * one optimization profile per engine over the object batch (1 .. ``max_objects``) and, for the decoder,
-  the prompt-token count; memory length is static (engine.sam2.export);
+  the prompt-token count; memory length is static (lptem.engine.sam2.export);
 * built engines are cached under a key of GPU + compute capability + TensorRT version + manifest digest,
   so a driver, TensorRT or model change rebuilds them and nothing else does.
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from engine.sam2.export import STAGES, Manifest
-from engine.sam2.staged import StageRunners
+from lptem.engine.sam2.export import STAGES, Manifest
+from lptem.engine.sam2.staged import StageRunners
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ Two renderers share these definitions:
 * ``fast`` (default): the Gaussian approximation of shot noise, ``MTF⊛(λ + sqrt(λ + σ²) ε)`` ≈
   ``PSF⊛λ + sqrt(PSF⊛λ + σ²) (MTF⊛ε)``, with ``MTF⊛ε`` drawn from a few precomputed periodic noise
   fields under random shifts and flips, and the PSF's core (``psf_radius_px``) applied only around
-  particles. Its statistics match ``exact`` (tests/test_sim.py).
+  particles. Its statistics match ``exact`` (tests/engine/sim/test_simulator.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Particle shapes and their projected thickness along the beam, rendered in small windows.
 
 Every shape lies with its long axis in the image plane at angle θ (from +x towards +y, the measurement
-convention of engine.measure). Sizes are in px here; the simulator converts from nm. Pixels are
+convention of lptem.engine.measure). Sizes are in px here; the simulator converts from nm. Pixels are
 supersampled ``SUPERSAMPLE`` x ``SUPERSAMPLE`` so that edges are anti-aliased and sub-pixel positions
 are exact on average.
 """

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from engine.sim.motion import Displacements, Motion
-from engine.sim.optics import F32, NoiseBank, Stack, apply_mtf, mtf_grid, noise_std_factor, psf_kernel
-from engine.sim.shapes import Footprint, Shape, ShapeKind, footprint_area_px, render
+from lptem.engine.sim.motion import Displacements, Motion
+from lptem.engine.sim.optics import F32, NoiseBank, Stack, apply_mtf, mtf_grid, noise_std_factor, psf_kernel
+from lptem.engine.sim.shapes import Footprint, Shape, ShapeKind, footprint_area_px, render
 
 OutputDtype = Literal["uint8", "uint16", "float32"]
 SHAPE_KINDS: tuple[ShapeKind, ...] = ("sphere", "rod", "cube")
@@ -32,7 +32,7 @@ class Particles:
     width_nm: float = 9.3
     """Sphere diameter, rod diameter, cube edge. The default gold sphere (37 px, mean projected
     thickness 6.2 nm) is calibrated to SAM-EM's example clip: CNR 0.98 at 5 nm of liquid, 0.53 at
-    160 nm (tests/test_sim.py, docs/simulator.md)."""
+    160 nm (tests/engine/sim/test_simulator.py, docs/simulator.md)."""
     rod_aspect: float = 2.5
     """Rod length / diameter (100 x 40 px rods have 2.5)."""
     dispersity: float = 0.1
@@ -84,7 +84,7 @@ class FrameTruth:
     """Centre, px, frame coordinates (x = column, y = row); may lie outside the frame."""
     y: npt.NDArray[np.float64]
     theta_deg: npt.NDArray[np.float64]
-    """Long-axis angle in (-90, 90], from +x towards +y (engine.measure's convention)."""
+    """Long-axis angle in (-90, 90], from +x towards +y (lptem.engine.measure's convention)."""
     area_px: npt.NDArray[np.float64]
     """Footprint area inside the frame, px^2 (before occlusion by other particles)."""
     visible: npt.NDArray[np.bool_]

@@ -1,0 +1,1 @@
+"""`lptem analyze`: offline trajectory statistics with tables and figures."""

@@ -1,0 +1,1 @@
+"""Frame sources: recorded movies and their readers, replay, the simulated camera and microscope."""

@@ -1,0 +1,153 @@
+"""``lptem replay``: stream a recorded movie to the daemon as a camera would."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lptem.clients.camera.movies import Movie, MovieError, iter_frames, open_movie
+from lptem.clients.progress import Progress
+from lptem.clients.wire.control import ControlClient
+from lptem.clients.wire.sender import FrameSender
+from lptem.service.daemon import DEFAULT_CONTROL, DEFAULT_INGEST
+
+log = logging.getLogger("lptem.replay")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySummary:
+    frames_sent: int
+    elapsed_s: float
+    late_frames: int
+    """Paced replay only: frames sent after their scheduled time (the sender could not keep up)."""
+
+    @property
+    def fps(self) -> float:
+        return self.frames_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def replay(
+    movie: Movie,
+    sender: FrameSender,
+    *,
+    fps: float | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    loops: int = 1,
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    """Send frames ``start..stop`` ``loops`` times, at ``fps`` (paced to an absolute schedule) or as fast
+    as the daemon accepts them. Frame numbers keep increasing across loops."""
+    sent = late = 0
+    t0 = time.perf_counter()
+    sender.start(source=str(movie.path), n_frames=len(movie))
+    for _ in range(loops):
+        for _, image in iter_frames(movie, start, stop):
+            if fps is not None:
+                due = t0 + sent / fps
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                elif wait < -1.0 / fps:
+                    late += 1
+            sender.send(image)
+            sent += 1
+            if progress is not None:
+                progress.update(sent)
+    sender.end()
+    return ReplaySummary(sent, time.perf_counter() - t0, late)
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        type=Path,
+        help="TIFF stack, .npy array (frames, rows, cols), or a folder "
+        "of numbered JPEG/PNG/TIFF images (natural order: 2 before 10)",
+    )
+    parser.add_argument(
+        "--ingest",
+        default=DEFAULT_INGEST,
+        metavar="ENDPOINT",
+        help="daemon ingest endpoint (default %(default)s)",
+    )
+    parser.add_argument(
+        "--control",
+        default=DEFAULT_CONTROL,
+        metavar="ENDPOINT",
+        help="daemon control endpoint, used to warn about a lossy policy (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        metavar="F",
+        help="pace frames at F frames/s like a camera; default: as fast as the daemon "
+        "accepts (lossless when the daemon runs --policy queue)",
+    )
+    parser.add_argument("--pixel-size-nm", type=float, metavar="NM", help="pixel size sent with every frame")
+    parser.add_argument("--start", type=int, default=0, help="first frame index (default 0)")
+    parser.add_argument("--stop", type=int, help="stop before this frame index (default: the end)")
+    parser.add_argument("--loop", type=int, default=1, metavar="N", help="replay N times (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line")
+
+
+def _warn_if_lossy(control: str, fps: float | None) -> None:
+    if fps is not None:
+        return
+    try:
+        with ControlClient(control, timeout_s=1.0) as client:
+            policy = client.status().policy
+    except (TimeoutError, OSError) as exc:
+        log.info("could not ask the daemon for its policy (%s); continuing", exc)
+        return
+    if policy != "queue":
+        log.warning(
+            "the daemon runs --policy %s: frames sent faster than it processes them are dropped; "
+            "start it with --policy queue for a lossless replay, or pass --fps",
+            policy,
+        )
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    if args.fps is not None and args.fps <= 0:
+        log.error("--fps must be positive")
+        return 2
+    try:
+        movie = open_movie(args.path)
+    except MovieError as exc:
+        log.error("%s", exc)
+        return 2
+    with movie:
+        return _replay_movie(movie, args)
+
+
+def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
+    stop = len(movie) if args.stop is None else min(args.stop, len(movie))
+    n = max(0, stop - args.start) * args.loop
+    log.info(
+        "replaying %s: %d frames to %s%s",
+        args.path,
+        n,
+        args.ingest,
+        f" at {args.fps:g} fps" if args.fps else " as fast as accepted",
+    )
+    _warn_if_lossy(args.control, args.fps)
+    progress = Progress(n, enabled=False if args.no_progress else None)
+    with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm) as sender:
+        try:
+            summary = replay(
+                movie, sender, fps=args.fps, start=args.start, stop=stop, loops=args.loop, progress=progress
+            )
+        except MovieError as exc:
+            progress.close()
+            log.error("%s", exc)
+            return 1
+    progress.close()
+    print(
+        f"sent {summary.frames_sent} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} fps)"
+        + (f", {summary.late_frames} late" if args.fps else "")
+    )
+    return 0

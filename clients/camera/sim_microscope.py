@@ -1,0 +1,135 @@
+"""The simulated microscope's control socket: stage moves and beam changes, applied between frames.
+
+A REP socket beside the simulated camera (``lptem sim --control``), so that a feedback loop runs over
+the same kind of socket a real microscope's control server would offer. One request is one msgpack
+map ``{"cmd": name, ...}``; the reply is ``{"ok": true, ...state}`` or ``{"ok": false, "error": text}``.
+
+    move_stage  dx_nm, dy_nm (numbers)   shift the field of view; particles appear to move by (-dx, -dy)
+    set_dose    dose_rate (e-/Å²/s > 0)   the beam's dose rate from the next frame
+    blank       on (bool)                 blank / unblank the beam (blanked frames hold read noise only)
+    state       -                         the current state
+
+Every successful reply carries the state: ``stage_nm`` [x, y] (the field of view's offset from where
+it started), ``dose_rate``, ``blanked``, and ``frame``, the index of the next frame to be acquired
+(the first one that shows the change).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import zmq
+
+from lptem.engine.sim.simulator import Simulator
+
+log = logging.getLogger("lptem.sim.control")
+
+DEFAULT_SIM_CONTROL = "tcp://127.0.0.1:5560"
+
+
+class SimCommandError(ValueError):
+    """A request the simulated microscope refuses; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimCommand:
+    name: str
+    dx_nm: float = 0.0
+    dy_nm: float = 0.0
+    dose_rate: float | None = None
+    on: bool | None = None
+
+
+def parse_sim_command(raw: bytes) -> SimCommand:
+    try:
+        request = msgpack.unpackb(raw, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise SimCommandError(f"not a msgpack map: {exc}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        raise SimCommandError("a request is a msgpack map with a str 'cmd'")
+    name = request["cmd"]
+    if name == "move_stage":
+        return SimCommand(name, dx_nm=_finite(request, "dx_nm"), dy_nm=_finite(request, "dy_nm"))
+    if name == "set_dose":
+        dose = _finite(request, "dose_rate")
+        if dose <= 0:
+            raise SimCommandError(f"dose_rate must be > 0 e-/Å²/s, got {dose}")
+        return SimCommand(name, dose_rate=dose)
+    if name == "blank":
+        if not isinstance(request.get("on"), bool):
+            raise SimCommandError("blank needs 'on': true or false")
+        return SimCommand(name, on=request["on"])
+    if name == "state":
+        return SimCommand(name)
+    raise SimCommandError(f"unknown command {name!r}; known: move_stage, set_dose, blank, state")
+
+
+def _finite(request: dict[str, Any], key: str) -> float:
+    value = request.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SimCommandError(f"{key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+class SimControlServer:
+    """Serves the control socket of one Simulator; call ``serve`` from the camera's thread."""
+
+    def __init__(self, simulator: Simulator, endpoint: str = DEFAULT_SIM_CONTROL) -> None:
+        self.simulator = simulator
+        self.pixel_size_nm = simulator.config.pixel_size_nm
+        self._start = simulator.fov_origin.copy()
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(endpoint)
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.applied = 0
+        self.refused = 0
+
+    def serve(self, timeout_s: float = 0.0) -> int:
+        """Answer every waiting request, waiting up to ``timeout_s`` for the first; returns how many."""
+        handled = 0
+        wait_ms = max(0, int(timeout_s * 1000))
+        while self._socket.poll(wait_ms if handled == 0 else 0):
+            self._socket.send(msgpack.packb(self._answer(self._socket.recv()), use_bin_type=True))
+            handled += 1
+        return handled
+
+    def _answer(self, raw: bytes) -> dict[str, Any]:
+        try:
+            command = parse_sim_command(raw)
+        except SimCommandError as exc:
+            self.refused += 1
+            log.warning("refused a control request: %s", exc)
+            return {"ok": False, "error": str(exc)}
+        self._apply(command)
+        if command.name != "state":
+            self.applied += 1
+        return {"ok": True, **self.state()}
+
+    def _apply(self, command: SimCommand) -> None:
+        sim = self.simulator
+        if command.name == "move_stage":
+            sim.move_stage(command.dx_nm / self.pixel_size_nm, command.dy_nm / self.pixel_size_nm)
+        elif command.name == "set_dose" and command.dose_rate is not None:
+            sim.set_dose_rate(command.dose_rate)
+        elif command.name == "blank" and command.on is not None:
+            sim.blank_beam(command.on)
+
+    def state(self) -> dict[str, Any]:
+        sim = self.simulator
+        offset = (sim.fov_origin - self._start) * self.pixel_size_nm
+        return {
+            "stage_nm": [float(offset[0]), float(offset[1])],
+            "dose_rate": sim.stack.dose_rate,
+            "blanked": sim.beam_blanked,
+            "frame": sim.index,
+        }
+
+    def close(self) -> None:
+        self._socket.close()
+        self._context.term()

@@ -1,0 +1,384 @@
+"""``lptem sim``: the simulated LPTEM camera.
+
+Streams the simulator (lptem.engine.sim) over wire protocol v1 at a frame rate, exactly as a camera's
+acquisition software would, or writes a movie to disk with its ground truth for ``lptem replay`` and
+offline scoring:
+
+    DIR/movie.tif        frames (TIFF stack, one page per frame)
+    DIR/truth.parquet    per frame and particle: frame, t_s, particle, x, y, theta_deg, area_px, visible,
+                         x_unwrapped, y_unwrapped (px; x = column, y = row)
+    DIR/labels.tif       instance label maps (with --labels; particle k has label k + 1)
+    DIR/sim.json         every parameter, the seed and derived quantities (N0, λ_bg, D in nm²/s^α, ...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tifffile
+import zmq
+
+from lptem.clients.camera.sim_microscope import DEFAULT_SIM_CONTROL, SimControlServer
+from lptem.clients.progress import Progress
+from lptem.clients.wire.sender import FrameSender
+from lptem.engine.sim.motion import Motion
+from lptem.engine.sim.optics import Stack
+from lptem.engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
+from lptem.service.daemon import DEFAULT_INGEST
+
+log = logging.getLogger("lptem.sim")
+
+
+def motion_from_physical(
+    model: str, diffusion_nm2_per_s: float, alpha: float, pixel_size_nm: float, fps: float, **extra: Any
+) -> Motion:
+    """A Motion in px/frame whose MSD is 4 D t^α with D in nm²/s^α.
+
+    In frames D becomes D' = D Δt^α / p² (px²/frame^α); brownian and fbm then take the per-axis step
+    s.d. σ = sqrt(2 D'), ctrw (waits of at least t0 frames) σ = sqrt(2 D' t0^α Γ(1-α) Γ(1+α)).
+    """
+    d_frames = diffusion_nm2_per_s * (1 / fps) ** alpha / pixel_size_nm**2
+    sigma2 = 2 * d_frames
+    if model == "ctrw" and 0 < alpha < 1:
+        t0 = float(extra.get("ctrw_t0_frames", 1.0))
+        sigma2 *= t0**alpha * math.gamma(1 - alpha) * math.gamma(1 + alpha)
+    return Motion(model, sigma_px=math.sqrt(sigma2), alpha=alpha, **extra)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    frames: int
+    elapsed_s: float
+    late_frames: int
+
+
+class SimulatedCamera:
+    """A Simulator behind a FrameSender, paced by an absolute frame clock (``fps=None``: as fast as
+    the daemon accepts frames, which is lossless against ``--policy queue``).
+
+    Each frame's ``t_ns`` is its simulated acquisition time: the wall clock at the start plus the
+    simulator's ``t_s``, as a real camera stamps exposures. Frame times measured from the stamps
+    (the daemon's MSD in seconds) then match the simulated physics even when sending falls behind;
+    a late frame shows as camera→daemon latency, and unpaced (``fps=None``) stamps run at the
+    simulated rate, not the sending rate, so their latencies mean nothing."""
+
+    def __init__(
+        self,
+        simulator: Simulator,
+        sender: FrameSender,
+        fps: float | None,
+        control: SimControlServer | None = None,
+    ) -> None:
+        """``control``: the simulated microscope's control socket, served between frames."""
+        self.simulator = simulator
+        self.sender = sender
+        self.fps = fps
+        self.control = control
+
+    def run(
+        self,
+        n_frames: int | None,
+        stop: threading.Event,
+        *,
+        on_frame: Callable[[SimFrame], None] | None = None,
+        progress: Progress | None = None,
+    ) -> StreamSummary:
+        """Send frames until ``n_frames`` (None: until ``stop``). ``on_frame`` sees each frame and its
+        ground truth right after it was sent."""
+        self.sender.start(simulator=self.simulator.metadata())
+        t0, start_ns, sent, late = time.perf_counter(), time.time_ns(), 0, 0
+        period = 1.0 / self.fps if self.fps else 0.0
+        while not stop.is_set() and (n_frames is None or sent < n_frames):
+            if self.control is not None:
+                self.control.serve()  # changes apply to the frame about to be simulated
+            frame = self.simulator.next(want_labels=False)
+            wait = t0 + sent * period - time.perf_counter()
+            if wait > 0:
+                self._idle(wait)
+            elif period and wait < -period:
+                late += 1
+            self.sender.send(frame.image, t_ns=start_ns + round(frame.t_s * 1e9))
+            sent += 1
+            if on_frame is not None:
+                on_frame(frame)
+            if progress is not None:
+                progress.update(sent)
+        self.sender.end()
+        return StreamSummary(sent, time.perf_counter() - t0, late)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until the next frame is due, answering control requests meanwhile."""
+        if self.control is None:
+            time.sleep(seconds)
+            return
+        deadline = time.perf_counter() + seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            self.control.serve(left)
+
+
+def write_movie(
+    simulator: Simulator,
+    directory: Path,
+    n_frames: int,
+    *,
+    labels: bool = False,
+    progress: Progress | None = None,
+) -> None:
+    """Write ``n_frames`` frames, their ground truth and the parameters to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows: list[pd.DataFrame] = []
+    with contextlib.ExitStack() as files:
+        movie = files.enter_context(tifffile.TiffWriter(directory / "movie.tif", bigtiff=True))
+        label_file = None
+        if labels:
+            label_file = files.enter_context(tifffile.TiffWriter(directory / "labels.tif", bigtiff=True))
+        for i in range(n_frames):
+            frame = simulator.next(want_labels=labels)
+            movie.write(frame.image, contiguous=True)
+            if label_file is not None and frame.truth.labels is not None:
+                label_file.write(frame.truth.labels, compression="zlib")
+            rows.append(truth_table(frame))
+            if progress is not None:
+                progress.update(i + 1)
+    pd.concat(rows, ignore_index=True).to_parquet(directory / "truth.parquet")
+    (directory / "sim.json").write_text(json.dumps(simulator.metadata(), indent=1))
+
+
+def truth_table(frame: SimFrame) -> pd.DataFrame:
+    t = frame.truth
+    n = len(t.x)
+    return pd.DataFrame(
+        {
+            "frame": np.full(n, frame.index),
+            "t_s": np.full(n, frame.t_s),
+            "particle": np.arange(n),
+            "x": t.x,
+            "y": t.y,
+            "theta_deg": t.theta_deg,
+            "area_px": t.area_px,
+            "visible": t.visible,
+            "inside_fraction": t.inside_fraction,
+            "x_unwrapped": t.unwrapped[:, 0],
+            "y_unwrapped": t.unwrapped[:, 1],
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+PRESETS = {
+    "samem-clip": "SAM-EM's example clip (design §6): 5 nm of liquid, fractional Brownian motion with "
+    "alpha 0.2 and 22 px/frame per axis",
+}
+
+
+def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SimConfig()  # defaults come from the calibrated configuration, not from copies of it
+    out = parser.add_argument_group("output (stream to a daemon, or write a movie)")
+    out.add_argument(
+        "--ingest",
+        default=DEFAULT_INGEST,
+        metavar="ENDPOINT",
+        help="daemon ingest endpoint to stream to (default %(default)s)",
+    )
+    out.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write movie.tif, truth.parquet and sim.json here instead of streaming",
+    )
+    out.add_argument(
+        "--control",
+        metavar="ENDPOINT",
+        help="when streaming: the simulated microscope's control socket (REP) for stage moves and beam "
+        f"changes, 'none' for no socket (default {DEFAULT_SIM_CONTROL}, skipped with a warning if taken; "
+        "docs/control.md)",
+    )
+    out.add_argument("--labels", action="store_true", help="with --out: also write labels.tif")
+    out.add_argument(
+        "--frames",
+        type=int,
+        metavar="N",
+        help="number of frames (default: 500 with --out, else stream until Ctrl-C)",
+    )
+    out.add_argument("--fps", type=float, default=d.fps, help="frame rate, frames/s (default %(default)s)")
+    out.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    out.add_argument("--no-progress", action="store_true", help="no progress line")
+    out.add_argument(
+        "--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v}" for k, v in PRESETS.items())
+    )
+
+    img = parser.add_argument_group("imaging")
+    img.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[d.shape[0]],
+        metavar="N",
+        help="frame side, px, or ROWS COLS (default %(default)s)",
+    )
+    img.add_argument(
+        "--dtype",
+        choices=("uint8", "uint16", "float32"),
+        default=d.dtype,
+        help="uint8 like SAM-EM's JPEGs (default), uint16 counts x100, float32 electrons",
+    )
+    img.add_argument(
+        "--pixel-size-nm", type=float, default=d.pixel_size_nm, help="nm/px (default %(default)s)"
+    )
+    img.add_argument(
+        "--liquid-nm",
+        type=float,
+        default=d.stack.liquid_thickness_nm,
+        help="liquid thickness, nm (5-160 typical; default %(default)s)",
+    )
+    img.add_argument(
+        "--dose-rate",
+        type=float,
+        default=d.stack.dose_rate,
+        help="e-/Å²/s (default %(default)s: 22.5 e-/px per frame at the default pixel and rate)",
+    )
+    img.add_argument(
+        "--exact-noise",
+        action="store_true",
+        help="exact Poisson noise and FFT MTF (about 15x slower than the default)",
+    )
+
+    par = parser.add_argument_group("particles and motion")
+    par.add_argument("--particles", type=int, default=d.particles.count, help="number (default %(default)s)")
+    par.add_argument("--shape", choices=("sphere", "rod", "cube", "mixed"), default=d.particles.shape)
+    par.add_argument(
+        "--width-nm",
+        type=float,
+        default=d.particles.width_nm,
+        help="sphere/rod diameter or cube edge, nm (default %(default)s, calibrated to SAM-EM)",
+    )
+    par.add_argument(
+        "--dispersity",
+        type=float,
+        default=d.particles.dispersity,
+        help="relative size s.d. (default %(default)s)",
+    )
+    par.add_argument("--motion", choices=("brownian", "fbm", "ctrw"), default="brownian")
+    par.add_argument(
+        "--diffusion",
+        type=float,
+        default=25.0,
+        metavar="D",
+        help="D in nm²/s^alpha, MSD = 4 D t^alpha (default %(default)s)",
+    )
+    par.add_argument(
+        "--alpha", type=float, default=1.0, help="exponent: fbm 0 < alpha < 2, ctrw 0 < alpha < 1 (default 1)"
+    )
+    par.add_argument("--rotation-deg", type=float, default=0.0, help="angle step s.d. per frame, degrees")
+    par.add_argument(
+        "--drift-nm-s",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("VX", "VY"),
+        help="constant drift of every particle, nm/s (x, y), e.g. a flowing liquid or a creeping stage",
+    )
+    par.add_argument("--no-collisions", action="store_true", help="let particles overlap")
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    shape = (args.size[0], args.size[0]) if len(args.size) == 1 else (args.size[0], args.size[1])
+    drift = (
+        args.drift_nm_s[0] / args.pixel_size_nm / args.fps,
+        args.drift_nm_s[1] / args.pixel_size_nm / args.fps,
+    )
+    if args.preset == "samem-clip":
+        liquid = 5.0
+        motion = Motion("fbm", sigma_px=22.0, alpha=0.2, rotation_sigma_deg=args.rotation_deg, drift_px=drift)
+    else:
+        liquid = args.liquid_nm
+        extra = {"rotation_sigma_deg": args.rotation_deg, "drift_px": drift}
+        motion = motion_from_physical(
+            args.motion, args.diffusion, args.alpha, args.pixel_size_nm, args.fps, **extra
+        )
+    return SimConfig(
+        shape=shape,
+        pixel_size_nm=args.pixel_size_nm,
+        fps=args.fps,
+        dtype=args.dtype,
+        stack=Stack(liquid_thickness_nm=liquid, dose_rate=args.dose_rate),
+        particles=Particles(
+            count=args.particles, shape=args.shape, width_nm=args.width_nm, dispersity=args.dispersity
+        ),
+        motion=motion,
+        collisions=not args.no_collisions,
+        noise="exact" if args.exact_noise else "fast",
+    )
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    try:
+        simulator = Simulator(config_from_args(args), seed=args.seed)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    derived = simulator.metadata()["derived"]
+    log.info(
+        "simulating %d particles, %s, liquid %g nm: λ_bg %.1f e-/px, D %.3g nm²/s^%g",
+        args.particles,
+        "x".join(map(str, simulator.config.shape)),
+        args.liquid_nm,
+        derived["background_electrons_per_px"],
+        derived["diffusion_nm2_per_s_alpha"],
+        args.alpha,
+    )
+    if args.out is not None:
+        n = args.frames or 500
+        progress = Progress(n, enabled=False if args.no_progress else None)
+        write_movie(simulator, args.out, n, labels=args.labels, progress=progress)
+        progress.close()
+        print(f"wrote {n} frames to {args.out}")
+        return 0
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    progress = Progress(args.frames, "sent", enabled=False if args.no_progress else None)
+    try:
+        control = (
+            None
+            if args.control == "none"
+            else SimControlServer(simulator, args.control or DEFAULT_SIM_CONTROL)
+        )
+    except zmq.ZMQError as exc:
+        if args.control is not None:  # asked for explicitly: an error
+            log.error("cannot bind the control socket %s: %s", args.control, exc)
+            return 1
+        log.warning("cannot bind %s (%s): streaming without a control socket", DEFAULT_SIM_CONTROL, exc)
+        control = None
+    if control is not None:
+        log.info("stage and beam control at %s", control.endpoint)
+    try:
+        with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}") as sender:
+            camera = SimulatedCamera(simulator, sender, args.fps, control)
+            summary = camera.run(args.frames, stop, progress=progress)
+    finally:
+        if control is not None:
+            control.close()
+    progress.close()
+    print(f"sent {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.late_frames} late)")
+    return 0

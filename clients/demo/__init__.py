@@ -1,0 +1,1 @@
+"""`lptem demo`: the whole live loop on synthetic particles, scored against truth."""

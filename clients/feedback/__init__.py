@@ -1,0 +1,1 @@
+"""Steering the microscope from live results: control loop, controllers, actuators, `lptem control`."""

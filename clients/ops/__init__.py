@@ -1,0 +1,1 @@
+"""Operating a daemon: record, prompt/status/msd commands, latency bench, starting it as a subprocess."""

@@ -1,0 +1,111 @@
+"""Camera side: send numpy frames to the daemon over wire protocol v1.
+
+from lptem.clients.wire.sender import FrameSender
+with FrameSender("tcp://127.0.0.1:5555", pixel_size_nm=0.5) as camera:
+    camera.send(frame)            # numbers and timestamps the frame itself
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import zmq
+
+from lptem.service.protocol import encode_header, encode_marker, wire_dtype_name
+
+
+class FrameSender:
+    """PUSH frames to a daemon's ingest socket (or, with ``mode="pub"``, bind a PUB for SUB daemons).
+
+    ``send`` blocks when the daemon runs ``--policy queue`` and its queue is full (lossless replay); use
+    ``timeout_s`` to give up instead. Frames are copied into the message unless ``zero_copy=True``, in
+    which case the caller must not modify the array until ZeroMQ has sent it.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        mode: Literal["push", "pub"] = "push",
+        pixel_size_nm: float | None = None,
+        series: str | int | None = None,
+        exposure_s: float | None = None,
+        first_frame: int = 0,
+        sndhwm: int = 8,
+        zero_copy: bool = False,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._socket = self._context.socket(zmq.PUSH if mode == "push" else zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
+        self._socket.setsockopt(zmq.LINGER, 2000)  # give queued frames 2 s to leave on close
+        if mode == "push":
+            self._socket.connect(endpoint)
+            self.endpoint = endpoint
+        else:
+            self._socket.bind(endpoint)
+            self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pixel_size_nm = pixel_size_nm
+        self.series = series
+        self.exposure_s = exposure_s
+        self.next_frame = first_frame
+        self.zero_copy = zero_copy
+
+    def start(self, **meta: Any) -> None:
+        """Send a ``start`` marker: frame numbering may begin again; ``meta`` is recorded."""
+        if self.pixel_size_nm is not None:
+            meta.setdefault("pixel_size_nm", self.pixel_size_nm)
+        self._socket.send(encode_marker("start", self.series, **meta))
+
+    def end(self) -> None:
+        self._socket.send(encode_marker("end", self.series))
+
+    def send(
+        self,
+        frame: npt.NDArray[Any],
+        *,
+        frame_number: int | None = None,
+        t_ns: int | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Send one 2-D uint8 / uint16 / float32 frame; return its frame number.
+
+        Raises ``TimeoutError`` if ``timeout_s`` passes while the daemon applies backpressure.
+        """
+        if frame.ndim != 2:
+            raise ValueError(f"frames are 2-D (rows, cols), got shape {frame.shape}")
+        dtype = wire_dtype_name(frame)
+        number = self.next_frame if frame_number is None else frame_number
+        header = encode_header(
+            number,
+            time.time_ns() if t_ns is None else t_ns,
+            (int(frame.shape[0]), int(frame.shape[1])),
+            dtype,
+            pixel_size_nm=self.pixel_size_nm,
+            exposure_s=self.exposure_s,
+            series=self.series,
+        )
+        pixels = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
+        if timeout_s is not None and not self._socket.poll(int(timeout_s * 1000), zmq.POLLOUT):
+            raise TimeoutError(f"daemon did not accept frame {number} within {timeout_s} s")
+        self._socket.send_multipart([header, pixels.data], copy=not self.zero_copy)
+        self.next_frame = number + 1
+        return number
+
+    def close(self) -> None:
+        self._socket.close()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> FrameSender:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

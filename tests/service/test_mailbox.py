@@ -1,0 +1,91 @@
+"""Backpressure policies: bounded memory, drops counted and attributed to the frame after the gap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lptem.service.mailbox import Mailbox, MailboxClosed, PendingCommand, Policy, QueuedFrame
+from lptem.service.protocol import Command, IngestFrame
+
+PIXELS = np.zeros((1, 1), dtype=np.uint8)
+
+
+def item(n):
+    return QueuedFrame(IngestFrame(n, 0, PIXELS), 0, 0, None, None)
+
+
+def next_frame(box):
+    item = box.get(0)
+    assert isinstance(item, QueuedFrame)
+    return item
+
+
+def test_latest_keeps_the_newest_and_attributes_drops():
+    box = Mailbox(Policy.LATEST, capacity=2)
+    dropped = [d.frame.frame for n in range(6) for d in box.put_frame(item(n))]
+    assert dropped == [0, 1, 2, 3]
+    first = next_frame(box)
+    second = next_frame(box)
+    assert (first.frame.frame, first.dropped_before) == (4, 4)  # frames 0..3 were lost before frame 4
+    assert (second.frame.frame, second.dropped_before) == (5, 0)
+    assert box.get(0) is None
+    assert box.depth == 0
+
+
+def test_queue_is_lossless_and_blocks_the_producer_when_full():
+    box = Mailbox(Policy.QUEUE, capacity=2)
+    box.put_frame(item(0))
+    box.put_frame(item(1))
+    unblocked = threading.Event()
+
+    def producer():
+        box.put_frame(item(2))
+        unblocked.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    assert not unblocked.wait(0.2)  # full: the third frame waits
+    assert next_frame(box).frame.frame == 0
+    assert unblocked.wait(2)
+    thread.join()
+    assert [next_frame(box).frame.frame for _ in range(2)] == [1, 2]
+
+
+def test_commands_are_served_before_frames():
+    box = Mailbox(Policy.LATEST, capacity=2)
+    box.put_frame(item(0))
+    box.put_command(Command("reset"))
+    assert isinstance(box.get(0), PendingCommand)
+    assert isinstance(box.get(0), QueuedFrame)
+
+
+def test_close_releases_a_blocked_producer_and_returns_waiting_work():
+    box = Mailbox(Policy.QUEUE, capacity=1)
+    box.put_frame(item(0))
+    errors = []
+
+    def producer():
+        try:
+            box.put_frame(item(1))
+        except MailboxClosed as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.1)
+    frames, commands = box.close()
+    thread.join(2)
+    assert [f.frame.frame for f in frames] == [0]
+    assert commands == []
+    assert len(errors) == 1
+    with pytest.raises(MailboxClosed):
+        box.put_command(Command("ping"))
+
+
+def test_capacity_must_be_positive():
+    with pytest.raises(ValueError, match="capacity"):
+        Mailbox(Policy.LATEST, 0)
