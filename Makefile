@@ -19,7 +19,7 @@ export QT_QPA_PLATFORM ?= offscreen
 help:
 	@echo "make demo       set up .venv and run the live demo on the embedded (classical) engine"
 	@echo "make test       set up .venv and run lint, type check, layer contracts and the test suite"
-	@echo "make test-slow  the slow tests left out of 'make test'"
+	@echo "make test-slow  the slow tests left out of 'make test' (long streams, export, the CLI closed loop)"
 	@echo "make test-gpu   on a CUDA machine: install tensorrt, run the backend parity tests (docs/gpu.md)"
 	@echo "make bench      the benchmark scripts (prints figures; takes about 20 minutes)"
 

@@ -7,7 +7,7 @@
 2. Engine alone: ClassicalTracker.step in one thread (OpenCV may use both cores inside a call).
 3. Through the daemon: `lptem serve --policy queue` fed as fast as it accepts frames by a camera process;
    throughput = processed frames / time between the first receipt and the last result (target >= 80 fps
-   on 2 cores, design.md §7).
+   on 2 cores, docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ import numpy as np
 from _common import Summary, dump_json, machine
 
 from lptem.engine.msd import RollingMSD, lag_set, msd
-from lptem.service.protocol import MsdSettings, TrackedObject, TrackMessage
-from lptem.service.statistics import LiveStatistics
+from lptem.service.protocol import TrackedObject, TrackMessage
+from lptem.service.statistics import LiveStatistics, MsdSettings
 
 Step = Callable[[int], None]
 

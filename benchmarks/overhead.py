@@ -4,7 +4,7 @@ the raw pyzmq floor (PUSH -> PULL -> PUB -> SUB through a minimal relay process)
     python benchmarks/overhead.py                 # 1024^2 uint16 at 100 fps, 30 s per stage
     python benchmarks/overhead.py --seconds 10 --json overhead.json
 
-Target (design.md §7): p99 <= 2 ms and 0 drops for the daemon. Both stages run the same paced camera
+Target (docs/architecture.md): p99 <= 2 ms and 0 drops for the daemon. Both stages run the same paced camera
 process and the same subscriber (this process), one after the other.
 """
 

@@ -7,7 +7,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
+
+from lptem.clients.examples import epilog
+from lptem.service.versions import package_version
 
 # name -> (module, add-arguments function, run function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -49,8 +51,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     ),
     "control": (
         "lptem.clients.feedback.cli",
-        "add_control_arguments",
-        "run_control",
+        "add_feedback_arguments",
+        "run_feedback",
         "run a feedback controller: keep a particle centred, or guard the dose by its dynamics",
     ),
     "dashboard": (
@@ -92,31 +94,63 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def _version() -> str:
-    try:
-        return metadata.version("lptem-live")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (all of them when None, e.g. for --help)."""
     parser = argparse.ArgumentParser(
         prog="lptem",
         description="Live particle tracking for liquid-phase TEM. Run `lptem demo` to see it work, "
         "`lptem COMMAND --help` for each command.",
+        epilog="examples:\n"
+        "  lptem demo                      # the whole live loop on simulated particles, scored\n"
+        "  lptem serve & lptem sim         # a daemon, and a simulated camera streaming to it\n"
+        "  lptem status                    # what the daemon is doing",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"lptem-live {_version()}")
+    parser.add_argument("--version", action="version", version=f"lptem-live {package_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, add_name, run_name, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            epilog=epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if command is None or command == name:
             module = importlib.import_module(module_name)
             getattr(module, add_name)(p)
             p.set_defaults(run=getattr(module, run_name))
+            _add_nested_examples(p, name)
     return parser
+
+
+def _add_nested_examples(parser: argparse.ArgumentParser, command: str) -> None:
+    """``lptem control centre --help`` and the like show the examples that use them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, nested in action.choices.items():
+                nested.epilog = epilog(command, only=name)
+                nested.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+EXTRAS = {
+    "PySide6": "gui", "shiboken6": "gui", "pyqtgraph": "gui",
+    "torch": "sam2", "sam2": "sam2", "hydra": "sam2", "omegaconf": "sam2", "iopath": "sam2",
+    "onnx": "export", "onnxruntime": "export", "tensorrt": "trt",
+}  # fmt: skip
+"""Top-level modules of optional dependencies -> the extra that installs them (pyproject.toml)."""
+
+
+def missing_extra_message(command: str, exc: ModuleNotFoundError) -> str | None:
+    """What to install when ``exc`` is an optional dependency that is missing; None for anything else."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    hint = " (on a CPU-only machine install torch first: docs/install.md)" if extra == "sam2" else ""
+    return f"lptem {command}: {module} is not installed; pip install 'lptem-live[{extra}]'{hint}"
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -132,7 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    try:
+        return run(args)
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(args.command, exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,15 +14,10 @@ from types import FrameType
 import zmq
 
 from lptem.engine.registry import ENGINES, EngineOptionError, engine_options
-from lptem.service.daemon import (
-    DEFAULT_CONTROL,
-    DEFAULT_INGEST,
-    DEFAULT_PUBLISH,
-    Daemon,
-    DaemonConfig,
-)
+from lptem.service.daemon import Daemon, DaemonConfig
 from lptem.service.mailbox import Policy
-from lptem.service.protocol import CommandError, MsdSettings
+from lptem.service.protocol.endpoints import DEFAULT_CONTROL, DEFAULT_INGEST, DEFAULT_PUBLISH, check_endpoint
+from lptem.service.statistics import MsdSettings, MsdSettingsError
 
 log = logging.getLogger("lptem.serve")
 
@@ -33,23 +28,27 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     ingest.add_argument(
         "--ingest",
         default=DEFAULT_INGEST,
+        type=check_endpoint,
         metavar="ENDPOINT",
         help="PULL socket the camera PUSHes frames to (default %(default)s)",
     )
     ingest.add_argument(
         "--ingest-connect",
+        type=check_endpoint,
         metavar="ENDPOINT",
         help="instead, connect a SUB socket to a camera that PUBlishes frames",
     )
     net.add_argument(
         "--publish",
         default=DEFAULT_PUBLISH,
+        type=check_endpoint,
         metavar="ENDPOINT",
-        help="PUB socket for results: topics track, status, preview (default %(default)s)",
+        help="PUB socket for results: topics track, msd, status, preview (default %(default)s)",
     )
     net.add_argument(
         "--control",
         default=DEFAULT_CONTROL,
+        type=check_endpoint,
         metavar="ENDPOINT",
         help="REP socket for commands (default %(default)s)",
     )
@@ -99,7 +98,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--pixel-size-nm",
         type=float,
         metavar="NM",
-        help="pixel size when frames carry none; enables positions in nm",
+        help="pixel size, nm/px, when frames carry none; enables positions in nm",
     )
     eng.add_argument("--list-engines", action="store_true", help="list engines and their options, then exit")
 
@@ -253,7 +252,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     try:
         daemon = Daemon(config_from_args(args))
-    except (EngineOptionError, CommandError) as exc:
+    except (EngineOptionError, MsdSettingsError) as exc:
         log.error("%s", exc)
         return 2
     except (zmq.ZMQError, OSError) as exc:

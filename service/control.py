@@ -15,7 +15,7 @@ import zmq
 
 from lptem.service.logutil import RateLimitedLog
 from lptem.service.mailbox import Mailbox, MailboxClosed
-from lptem.service.protocol import CommandError, StatusMessage, encode_reply, parse_command
+from lptem.service.protocol import CommandError, GetStatus, Ping, StatusMessage, encode_reply, parse_command
 from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,9 @@ class ControlServer:
             command = parse_command(parts[0])
         except CommandError as exc:
             return {"ok": False, "error": str(exc)}
-        if command.name == "ping":
+        if isinstance(command, Ping):
             return {"ok": True, "t_ns": time.time_ns()}
-        if command.name == "status":
+        if isinstance(command, GetStatus):
             return {"ok": True, **self._status().to_wire()}
         try:
             future = self._mailbox.put_command(command)

@@ -6,13 +6,10 @@ Four threads, each owning its socket: ingest (receive + validate), engine (the t
 
 from __future__ import annotations
 
-import functools
 import logging
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +19,24 @@ from prometheus_client import CollectorRegistry, start_http_server
 from lptem.engine.registry import create_tracker
 from lptem.service.control import ControlServer
 from lptem.service.engine_loop import EngineLoop
+from lptem.service.exports import export_record
 from lptem.service.ingest import Ingest
 from lptem.service.mailbox import Mailbox, Policy
-from lptem.service.protocol import MsdSettings, SeriesMarker, StatusMessage
+from lptem.service.protocol import (
+    DEFAULT_CONTROL,
+    DEFAULT_INGEST,
+    DEFAULT_PUBLISH,
+    SeriesMarker,
+    StatusMessage,
+)
 from lptem.service.publisher import Publisher
 from lptem.service.record import RecordWriter
+from lptem.service.statistics import MsdSettings
 from lptem.service.stats import DaemonCollector, Stats
+from lptem.service.versions import versions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INGEST = "tcp://127.0.0.1:5555"
-DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
-DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 DEFAULT_METRICS_PORT = 9105
 
 
@@ -61,17 +64,6 @@ class DaemonConfig:
     preview_max_side: int = 256
     status_interval_s: float = 1.0
     msd: MsdSettings = field(default_factory=MsdSettings)
-
-
-@functools.cache
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("lptem-live", "numpy", "pyzmq", "opencv-python-headless", "torch", "sam2"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 class Daemon:
@@ -121,7 +113,7 @@ class Daemon:
         except zmq.ZMQError:
             self._context.destroy(linger=0)
             if self.recorder is not None:
-                self.recorder.close(export=False)
+                self.recorder.close()
             raise
 
     @property
@@ -164,6 +156,7 @@ class Daemon:
         self.publisher.stop()
         if self.recorder is not None:
             self.recorder.close()
+            export_record(self.recorder.directory)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

@@ -20,19 +20,22 @@ from lptem.service.protocol import (
     TOPIC_MSD,
     TOPIC_PREVIEW,
     TOPIC_TRACK,
+    AddObject,
     Command,
     CommandError,
-    MsdSettings,
+    ListObjects,
     PreviewMessage,
+    RemoveObject,
+    Reset,
+    SetAutoDetect,
+    SetMsd,
     TrackedObject,
     TrackMessage,
 )
-from lptem.service.statistics import LiveStatistics
+from lptem.service.statistics import LiveStatistics, MsdSettings, MsdSettingsError
 from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
-
-_STATE_CHANGING = frozenset({"add_object", "remove_object", "reset", "set_auto_detect", "set_msd"})
 
 Publish = Callable[[bytes, Any], None]
 """Hands a message to the publisher thread: (topic, message)."""
@@ -149,13 +152,13 @@ class EngineLoop:
         """Execute a parsed command on the tracker; errors leave the tracker unchanged."""
         try:
             reply = self._dispatch(command)
-        except (PromptError, UnknownObjectError, CommandError) as exc:
+        except (PromptError, UnknownObjectError, CommandError, MsdSettingsError) as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # an engine bug: answer the client, keep the daemon up, log the trace
-            log.exception("engine failed on command %s", command.name)
+            log.exception("engine failed on command %s", command.NAME)
             return {"ok": False, "error": f"internal error in the engine: {exc!r}"}
-        if command.name in _STATE_CHANGING:
-            event = {"event": command.name, "frame": self._last_frame, **_command_args(command), **reply}
+        if command.CHANGES_STATE:
+            event = {"event": command.NAME, "frame": self._last_frame, **command.arguments(), **reply}
             self._record_event(event)
             self.object_ids = tuple(o.id for o in self.tracker.objects())
             self.auto_detect = self.tracker.auto_detect
@@ -163,30 +166,27 @@ class EngineLoop:
 
     def _dispatch(self, command: Command) -> dict[str, Any]:
         tracker = self.tracker
-        if command.name == "add_object":
-            assert command.prompt is not None  # parse_command guarantees it
-            known = {o.id for o in tracker.objects()}
-            obj_id = tracker.add_object(command.prompt, command.obj_id)
-            return {"id": obj_id, "corrected": obj_id in known}
-        if command.name == "remove_object":
-            assert command.obj_id is not None
-            tracker.remove_object(command.obj_id)
-            return {"id": command.obj_id}
-        if command.name == "list_objects":
-            return {"objects": [_object_info(o) for o in tracker.objects()]}
-        if command.name == "reset":
-            tracker.reset()
-            return {}
-        if command.name == "set_auto_detect":
-            assert command.enabled is not None
-            tracker.set_auto_detect(command.enabled)
-            return {"auto_detect": command.enabled}
-        if command.name == "set_msd":
-            assert command.msd is not None
-            settings = MsdSettings(**{**asdict(self.statistics.settings), **command.msd})  # validates
-            self.statistics.reconfigure(settings)
-            return {"msd": asdict(settings)}
-        raise CommandError(f"command {command.name!r} is not handled by the engine")
+        match command:
+            case AddObject(prompt=prompt, obj_id=obj_id):
+                known = {o.id for o in tracker.objects()}
+                new_id = tracker.add_object(prompt, obj_id)
+                return {"id": new_id, "corrected": new_id in known}
+            case RemoveObject(obj_id=obj_id):
+                tracker.remove_object(obj_id)
+                return {"id": obj_id}
+            case ListObjects():
+                return {"objects": [_object_info(o) for o in tracker.objects()]}
+            case Reset():
+                tracker.reset()
+                return {}
+            case SetAutoDetect(enabled=enabled):
+                tracker.set_auto_detect(enabled)
+                return {"auto_detect": enabled}
+            case SetMsd(changes=changes):
+                settings = MsdSettings(**{**asdict(self.statistics.settings), **changes})  # validates
+                self.statistics.reconfigure(settings)
+                return {"msd": asdict(settings)}
+        raise CommandError(f"command {command.NAME!r} is not handled by the engine")
 
 
 def _wire_object(o: ObjectResult, pixel_size_nm: float | None) -> TrackedObject:
@@ -219,17 +219,3 @@ def _object_info(info: ObjectInfo) -> dict[str, Any]:
     if info.last is not None:
         out.update(x=info.last.x, y=info.last.y, visible=info.last.visible)
     return out
-
-
-def _command_args(command: Command) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    if command.obj_id is not None:
-        args["id"] = command.obj_id
-    if command.enabled is not None:
-        args["enabled"] = command.enabled
-    if command.prompt is not None:
-        box = command.prompt.box
-        if box is not None:
-            args["box"] = [box.x0, box.y0, box.x1, box.y1]
-        args["points"] = [[p.x, p.y, int(p.positive)] for p in command.prompt.points]
-    return args

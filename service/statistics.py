@@ -10,9 +10,38 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 from lptem.engine.msd import RollingMSD, fit_power_law, lag_set
-from lptem.service.protocol import MsdMessage, MsdSettings, ParticleMsd, TrackMessage
+from lptem.service.protocol import MsdMessage, ParticleMsd, TrackMessage
+
+
+class MsdSettingsError(ValueError):
+    """Rolling-MSD settings out of range; the text says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class MsdSettings:
+    """Rolling-MSD settings: ``window`` frames, lags 1..``max_lag`` (or up to 16 log-spaced ones up to
+    it), published ``rate_hz`` times a second (0 = never), fitted on the first ``fit_lags`` lags."""
+
+    window: int = 256
+    max_lag: int = 32
+    log_lags: bool = False
+    rate_hz: float = 5.0
+    fit_lags: int = 10
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.window <= 100_000:
+            raise MsdSettingsError(f"msd window must be 8..100000 frames, got {self.window}")
+        if not 1 <= self.max_lag < self.window:
+            raise MsdSettingsError(f"msd max_lag must be 1..window-1, got {self.max_lag}")
+        if not 0 <= self.rate_hz <= 50:
+            raise MsdSettingsError(f"msd rate_hz must be 0..50, got {self.rate_hz}")
+        if not self.fit_lags >= 3:
+            raise MsdSettingsError(
+                f"msd fit_lags must be at least 3 (a power law has 2 parameters), got {self.fit_lags}"
+            )
 
 
 class LiveStatistics:

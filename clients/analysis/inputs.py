@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lptem.engine.msd import positions_by_frame
+from lptem.service.exports import read_record, samem_angle_deg
 
 log = logging.getLogger("lptem.analyze")
 
@@ -96,13 +97,16 @@ def load(path: Path, pixel_size_nm: float | None = None, fps: float | None = Non
             path.parent,
         )
     table = _read_table(path)
-    if "particle_id" in table.columns and "particle" not in table.columns:
-        table = table.rename(columns={"particle_id": "particle"})  # SAM-EM's layout
+    samem = "particle_id" in table.columns and "particle" not in table.columns
+    if samem:
+        table = table.rename(columns={"particle_id": "particle"})
     missing = {"frame", "particle", "x", "y"} - set(table.columns)
     if missing:
         raise AnalyzeError(f"{path}: missing columns {sorted(missing)} (has {list(table.columns)})")
     columns = ["frame", "particle", "x", "y"] + (["angle"] if "angle" in table.columns else [])
     table = _numeric(table[columns], path).dropna(subset=["frame", "particle", "x", "y"])
+    if samem and "angle" in table.columns:  # skimage's orientation -> our θ (the map is its own inverse)
+        table["angle"] = samem_angle_deg(table["angle"].to_numpy())
     for column in ("frame", "particle"):
         if not np.all(table[column] == np.round(table[column])):
             raise AnalyzeError(f"{path}: column {column!r} holds non-integer values")
@@ -149,8 +153,6 @@ def _load_record(folder: Path, pixel_size_nm: float | None, fps: float | None) -
 
 
 def _record_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from lptem.service.record import read_record  # noqa: PLC0415 - only for record folders
-
     if (folder / "trajectories.parquet").exists():
         return pd.read_parquet(folder / "trajectories.parquet"), pd.read_parquet(folder / "frames.parquet")
     if (folder / "record.msgpack").exists():

@@ -11,8 +11,8 @@ from pathlib import Path
 from lptem.clients.camera.movies import Movie, MovieError, iter_frames, open_movie
 from lptem.clients.progress import Progress
 from lptem.clients.wire.control import ControlClient
-from lptem.clients.wire.sender import FrameSender
-from lptem.service.daemon import DEFAULT_CONTROL, DEFAULT_INGEST
+from lptem.clients.wire.endpoints import add_control_argument, add_ingest_argument, add_wait_argument
+from lptem.clients.wire.sender import FrameSender, NoReceiverError
 
 log = logging.getLogger("lptem.replay")
 
@@ -68,18 +68,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="TIFF stack, .npy array (frames, rows, cols), or a folder "
         "of numbered JPEG/PNG/TIFF images (natural order: 2 before 10)",
     )
-    parser.add_argument(
-        "--ingest",
-        default=DEFAULT_INGEST,
-        metavar="ENDPOINT",
-        help="daemon ingest endpoint (default %(default)s)",
-    )
-    parser.add_argument(
-        "--control",
-        default=DEFAULT_CONTROL,
-        metavar="ENDPOINT",
-        help="daemon control endpoint, used to warn about a lossy policy (default %(default)s)",
-    )
+    add_ingest_argument(parser)
+    add_control_argument(parser, "asked whether its policy is lossy")
+    add_wait_argument(parser)
     parser.add_argument(
         "--fps",
         type=float,
@@ -87,7 +78,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="pace frames at F frames/s like a camera; default: as fast as the daemon "
         "accepts (lossless when the daemon runs --policy queue)",
     )
-    parser.add_argument("--pixel-size-nm", type=float, metavar="NM", help="pixel size sent with every frame")
+    parser.add_argument(
+        "--pixel-size-nm", type=float, metavar="NM", help="pixel size sent with every frame, nm/px"
+    )
     parser.add_argument("--start", type=int, default=0, help="first frame index (default 0)")
     parser.add_argument("--stop", type=int, help="stop before this frame index (default: the end)")
     parser.add_argument("--loop", type=int, default=1, metavar="N", help="replay N times (default 1)")
@@ -137,6 +130,12 @@ def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
     _warn_if_lossy(args.control, args.fps)
     progress = Progress(n, enabled=False if args.no_progress else None)
     with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm) as sender:
+        try:
+            sender.require_receiver(args.wait)
+        except NoReceiverError as exc:
+            progress.close()
+            log.error("%s", exc)
+            return 1
         try:
             summary = replay(
                 movie, sender, fps=args.fps, start=args.start, stop=stop, loops=args.loop, progress=progress

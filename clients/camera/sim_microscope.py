@@ -1,6 +1,6 @@
 """The simulated microscope's control socket: stage moves and beam changes, applied between frames.
 
-A REP socket beside the simulated camera (``lptem sim --control``), so that a feedback loop runs over
+A REP socket beside the simulated camera (``lptem sim --microscope``), so that a feedback loop runs over
 the same kind of socket a real microscope's control server would offer. One request is one msgpack
 map ``{"cmd": name, ...}``; the reply is ``{"ok": true, ...state}`` or ``{"ok": false, "error": text}``.
 
@@ -28,7 +28,7 @@ from lptem.engine.sim.simulator import Simulator
 
 log = logging.getLogger("lptem.sim.control")
 
-DEFAULT_SIM_CONTROL = "tcp://127.0.0.1:5560"
+DEFAULT_SIM_MICROSCOPE = "tcp://127.0.0.1:5560"
 
 
 class SimCommandError(ValueError):
@@ -75,10 +75,10 @@ def _finite(request: dict[str, Any], key: str) -> float:
     return float(value)
 
 
-class SimControlServer:
+class SimMicroscopeServer:
     """Serves the control socket of one Simulator; call ``serve`` from the camera's thread."""
 
-    def __init__(self, simulator: Simulator, endpoint: str = DEFAULT_SIM_CONTROL) -> None:
+    def __init__(self, simulator: Simulator, endpoint: str = DEFAULT_SIM_MICROSCOPE) -> None:
         self.simulator = simulator
         self.pixel_size_nm = simulator.config.pixel_size_nm
         self._start = simulator.fov_origin.copy()

@@ -32,13 +32,14 @@ import pandas as pd
 import tifffile
 import zmq
 
-from lptem.clients.camera.sim_microscope import DEFAULT_SIM_CONTROL, SimControlServer
+from lptem.clients.camera.sim_microscope import DEFAULT_SIM_MICROSCOPE, SimMicroscopeServer
 from lptem.clients.progress import Progress
-from lptem.clients.wire.sender import FrameSender
+from lptem.clients.wire.endpoints import add_ingest_argument, add_wait_argument
+from lptem.clients.wire.sender import FrameSender, NoReceiverError
 from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
-from lptem.service.daemon import DEFAULT_INGEST
+from lptem.service.protocol.endpoints import check_endpoint
 
 log = logging.getLogger("lptem.sim")
 
@@ -81,7 +82,7 @@ class SimulatedCamera:
         simulator: Simulator,
         sender: FrameSender,
         fps: float | None,
-        control: SimControlServer | None = None,
+        control: SimMicroscopeServer | None = None,
     ) -> None:
         """``control``: the simulated microscope's control socket, served between frames."""
         self.simulator = simulator
@@ -182,20 +183,16 @@ def truth_table(frame: SimFrame) -> pd.DataFrame:
 
 
 PRESETS = {
-    "samem-clip": "SAM-EM's example clip (design §6): 5 nm of liquid, fractional Brownian motion with "
-    "alpha 0.2 and 22 px/frame per axis",
+    "samem-clip": "SAM-EM's example clip (docs/simulator.md): 5 nm of liquid, fractional Brownian motion "
+    "with alpha 0.2 and 22 px/frame per axis",
 }
 
 
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     d = SimConfig()  # defaults come from the calibrated configuration, not from copies of it
     out = parser.add_argument_group("output (stream to a daemon, or write a movie)")
-    out.add_argument(
-        "--ingest",
-        default=DEFAULT_INGEST,
-        metavar="ENDPOINT",
-        help="daemon ingest endpoint to stream to (default %(default)s)",
-    )
+    add_ingest_argument(out)
+    add_wait_argument(out)
     out.add_argument(
         "--out",
         type=Path,
@@ -203,10 +200,11 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="write movie.tif, truth.parquet and sim.json here instead of streaming",
     )
     out.add_argument(
-        "--control",
+        "--microscope",
+        type=lambda text: text if text == "none" else check_endpoint(text),
         metavar="ENDPOINT",
-        help="when streaming: the simulated microscope's control socket (REP) for stage moves and beam "
-        f"changes, 'none' for no socket (default {DEFAULT_SIM_CONTROL}, skipped with a warning if taken; "
+        help="when streaming: the simulated microscope's socket (REP) for stage moves and beam "
+        f"changes, 'none' for no socket (default {DEFAULT_SIM_MICROSCOPE}, skipped with a warning if taken; "
         "docs/control.md)",
     )
     out.add_argument("--labels", action="store_true", help="with --out: also write labels.tif")
@@ -261,7 +259,12 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
 
     par = parser.add_argument_group("particles and motion")
     par.add_argument("--particles", type=int, default=d.particles.count, help="number (default %(default)s)")
-    par.add_argument("--shape", choices=("sphere", "rod", "cube", "mixed"), default=d.particles.shape)
+    par.add_argument(
+        "--shape",
+        choices=("sphere", "rod", "cube", "mixed"),
+        default=d.particles.shape,
+        help="particle shape (default %(default)s)",
+    )
     par.add_argument(
         "--width-nm",
         type=float,
@@ -274,7 +277,12 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.particles.dispersity,
         help="relative size s.d. (default %(default)s)",
     )
-    par.add_argument("--motion", choices=("brownian", "fbm", "ctrw"), default="brownian")
+    par.add_argument(
+        "--motion",
+        choices=("brownian", "fbm", "ctrw"),
+        default="brownian",
+        help="Brownian, fractional Brownian or continuous-time random walk (default %(default)s)",
+    )
     par.add_argument(
         "--diffusion",
         type=float,
@@ -285,14 +293,20 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     par.add_argument(
         "--alpha", type=float, default=1.0, help="exponent: fbm 0 < alpha < 2, ctrw 0 < alpha < 1 (default 1)"
     )
-    par.add_argument("--rotation-deg", type=float, default=0.0, help="angle step s.d. per frame, degrees")
+    par.add_argument(
+        "--rotation-deg",
+        type=float,
+        default=0.0,
+        help="angle step s.d. per frame, degrees (default %(default)s)",
+    )
     par.add_argument(
         "--drift-nm-s",
         type=float,
         nargs=2,
         default=(0.0, 0.0),
         metavar=("VX", "VY"),
-        help="constant drift of every particle, nm/s (x, y), e.g. a flowing liquid or a creeping stage",
+        help="constant drift of every particle, nm/s (x, y), e.g. a flowing liquid or a creeping stage "
+        "(default: none)",
     )
     par.add_argument("--no-collisions", action="store_true", help="let particles overlap")
 
@@ -361,24 +375,28 @@ def run_sim(args: argparse.Namespace) -> int:
     try:
         control = (
             None
-            if args.control == "none"
-            else SimControlServer(simulator, args.control or DEFAULT_SIM_CONTROL)
+            if args.microscope == "none"
+            else SimMicroscopeServer(simulator, args.microscope or DEFAULT_SIM_MICROSCOPE)
         )
     except zmq.ZMQError as exc:
-        if args.control is not None:  # asked for explicitly: an error
-            log.error("cannot bind the control socket %s: %s", args.control, exc)
+        if args.microscope is not None:  # asked for explicitly: an error
+            log.error("cannot bind the simulated microscope's socket %s: %s", args.microscope, exc)
             return 1
-        log.warning("cannot bind %s (%s): streaming without a control socket", DEFAULT_SIM_CONTROL, exc)
+        log.warning("cannot bind %s (%s): streaming without a microscope socket", DEFAULT_SIM_MICROSCOPE, exc)
         control = None
     if control is not None:
         log.info("stage and beam control at %s", control.endpoint)
     try:
         with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}") as sender:
+            sender.require_receiver(args.wait)
             camera = SimulatedCamera(simulator, sender, args.fps, control)
             summary = camera.run(args.frames, stop, progress=progress)
+    except NoReceiverError as exc:
+        log.error("%s", exc)
+        return 1
     finally:
         if control is not None:
             control.close()
-    progress.close()
+        progress.close()
     print(f"sent {summary.frames} frames in {summary.elapsed_s:.1f} s ({summary.late_frames} late)")
     return 0

@@ -11,20 +11,15 @@ from pathlib import Path
 
 import zmq
 
-from lptem.clients.wire.endpoints import add_publish_argument
-from lptem.service.daemon import DEFAULT_CONTROL
+from lptem.clients.dashboard.platform import debian_package, forced_platform, missing_xcb_libraries, uses_xcb
+from lptem.clients.wire.endpoints import add_control_argument, add_publish_argument
 
 log = logging.getLogger("lptem.dashboard")
 
 
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     add_publish_argument(parser)
-    parser.add_argument(
-        "--control",
-        default=DEFAULT_CONTROL,
-        metavar="ENDPOINT",
-        help="the daemon's control socket (default %(default)s)",
-    )
+    add_control_argument(parser, "for prompts by mouse")
     parser.add_argument(
         "--refresh-hz", type=float, default=15.0, help="redraws per second (default %(default)s)"
     )
@@ -41,17 +36,36 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PNG",
         help="save the window to PNG after --after seconds, then exit",
     )
-    shot.add_argument("--after", type=float, default=10.0, metavar="S", help="(default %(default)s)")
+    shot.add_argument(
+        "--after",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds before the screenshot (default %(default)s)",
+    )
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
     if args.refresh_hz <= 0 or args.trail_frames < 1:
         log.error("--refresh-hz must be > 0 and --trail-frames >= 1")
         return 2
-    if args.screenshot is not None:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no display needed for a screenshot
+    platform = forced_platform(os.environ, screenshot=args.screenshot is not None)
+    if platform is not None:
+        os.environ["QT_QPA_PLATFORM"] = platform
     from PySide6 import QtCore, QtWidgets  # noqa: PLC0415 - Qt only for this command
 
+    if uses_xcb(os.environ):
+        plugins = Path(QtCore.QLibraryInfo.path(QtCore.QLibraryInfo.LibraryPath.PluginsPath))
+        missing = missing_xcb_libraries(plugins)
+        if missing:
+            packages = " ".join(debian_package(soname) for soname in missing)
+            log.error(
+                "Qt cannot open the X display: %s not installed. On Debian/Ubuntu: sudo apt-get install %s "
+                "(docs/install.md)",
+                ", ".join(missing),
+                packages,
+            )
+            return 2
     from lptem.clients.dashboard.window import DashboardWindow  # noqa: PLC0415
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])

@@ -29,7 +29,7 @@ from lptem.engine.msd import fit_power_law, msd, positions_by_frame
 from lptem.engine.scoring import Contact, ObjectScore, score_tracks
 from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
-from lptem.service.record import Record, read_record
+from lptem.service.exports import Record, read_record
 
 log = logging.getLogger("lptem.demo")
 CONTACT = 1.25
@@ -38,7 +38,9 @@ CONTACT = 1.25
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="movie length, s (default %(default)s)")
-    parser.add_argument("--fps", type=float, default=50.0, help="camera frame rate (default %(default)s)")
+    parser.add_argument(
+        "--fps", type=float, default=50.0, help="camera frame rate, frames/s (default %(default)s)"
+    )
     parser.add_argument("--particles", type=int, default=4, help="number of particles (default %(default)s)")
     parser.add_argument(
         "--width-nm", type=float, default=20.0, help="gold sphere diameter, nm (default %(default)s)"

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from lptem.engine.msd import msd, positions_by_frame
 from lptem.engine.sim.simulator import SimFrame
-from lptem.service.record import Record
+from lptem.service.exports import Record
 
 
 def write_figures(

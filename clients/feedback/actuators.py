@@ -1,6 +1,6 @@
 """What feedback controllers act on: a stage and a beam, as small protocols with swappable backends.
 
-``SimMicroscope`` drives the simulated camera's control socket (``lptem sim --control``);
+``SimMicroscope`` drives the simulated camera's control socket (``lptem sim --microscope``);
 ``DryRunMicroscope`` only logs and remembers, for trying a control script without hardware. A real
 microscope plugs in by implementing ``Stage`` and/or ``Beam`` over its vendor's API.
 """

@@ -3,7 +3,7 @@
     lptem control centre [--particle ID]                    keep a particle centred by moving the stage
     lptem control dose --alpha-below 0.4 --lower-to 50      lower the dose while α < 0.4, restore after
 
-The actuator is the simulated microscope's control socket (``lptem sim --control``) or, with
+The actuator is the simulated microscope's control socket (``lptem sim --microscope``) or, with
 ``--dry-run``, nothing (the actions are logged).
 """
 
@@ -16,7 +16,7 @@ import threading
 from types import FrameType
 from typing import Literal
 
-from lptem.clients.camera.sim_microscope import DEFAULT_SIM_CONTROL
+from lptem.clients.camera.sim_microscope import DEFAULT_SIM_MICROSCOPE
 from lptem.clients.feedback.actuators import DryRunMicroscope, SimMicroscope
 from lptem.clients.feedback.controllers import CentreParticle, DoseGuard
 from lptem.clients.feedback.loop import Controller, ControlLoop, Limits, LoopReport
@@ -26,7 +26,7 @@ from lptem.clients.wire.endpoints import add_publish_argument
 log = logging.getLogger("lptem.control")
 
 
-def add_control_arguments(parser: argparse.ArgumentParser) -> None:
+def add_feedback_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="controller", required=True, metavar="CONTROLLER")
     centre = kinds.add_parser("centre", help="keep a particle at the centre of the field by moving the stage")
     centre.add_argument(
@@ -71,7 +71,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add_publish_argument(wire)
     wire.add_argument(
         "--microscope",
-        default=DEFAULT_SIM_CONTROL,
+        default=DEFAULT_SIM_MICROSCOPE,
         metavar="ENDPOINT",
         help="simulated microscope control socket (default %(default)s)",
     )
@@ -119,7 +119,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
     return Limits(**{name: getattr(args, name) for name in SAFETY_LIMITS})
 
 
-def run_control(args: argparse.Namespace) -> int:
+def run_feedback(args: argparse.Namespace) -> int:
     try:
         controller = build_controller(args)
         limits = limits_from(args)

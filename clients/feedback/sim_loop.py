@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lptem.clients.camera.sim_microscope import SimControlServer
+from lptem.clients.camera.sim_microscope import SimMicroscopeServer
 from lptem.clients.camera.simcam import SimulatedCamera
 from lptem.clients.feedback.actuators import SimMicroscope
 from lptem.clients.feedback.controllers import CentreParticle
@@ -91,7 +91,7 @@ def run_centring(
     """Stream the scenario to the daemon, with or without the centring loop; optionally stop early
     once the particle is ``stop_beyond_px`` from the centre."""
     simulator = scenario.simulator()
-    server = SimControlServer(simulator, "tcp://127.0.0.1:*")
+    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*")
     offsets: list[float] = []
     stop_camera, stop_loop = threading.Event(), threading.Event()
     centre = (SIZE_PX - 1) / 2
@@ -122,7 +122,7 @@ def run_centring(
     return CentringRun(np.array(offsets), reports[0] if reports else None)
 
 
-def _serve_until_joined(server: SimControlServer, thread: threading.Thread) -> None:
+def _serve_until_joined(server: SimMicroscopeServer, thread: threading.Thread) -> None:
     """Keep answering the loop's requests while it finishes (its last request must not hang)."""
     while thread.is_alive():
         server.serve(0.05)

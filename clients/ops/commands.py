@@ -11,19 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from lptem.clients.wire.control import ControlClient, ControlError
-from lptem.service.daemon import DEFAULT_CONTROL
+from lptem.clients.wire.endpoints import add_control_argument
 from lptem.service.protocol import StatusMessage
 
 log = logging.getLogger("lptem.control")
 
 
-def add_control_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--control",
-        default=DEFAULT_CONTROL,
-        metavar="ENDPOINT",
-        help="daemon control endpoint (default %(default)s)",
-    )
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The daemon's control socket, the reply timeout and the output format."""
+    add_control_argument(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -65,7 +61,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("X", "Y", "LABEL"),
         help="extra clicks to refine a --box prompt",
     )
-    add_control_argument(parser)
+    add_request_arguments(parser)
 
 
 def _prompt(client: ControlClient, args: argparse.Namespace) -> dict[str, Any]:
@@ -185,7 +181,7 @@ def add_msd_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate", type=float, metavar="HZ", help="msd messages per second, 0 = off (<= 50)")
     parser.add_argument("--fit-lags", type=int, metavar="N", help="fit MSD = 4 D t^alpha on the first N lags")
-    add_control_argument(parser)
+    add_request_arguments(parser)
 
 
 def run_msd(args: argparse.Namespace) -> int:
@@ -208,7 +204,7 @@ def run_msd(args: argparse.Namespace) -> int:
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    add_control_argument(parser)
+    add_request_arguments(parser)
     parser.add_argument("--watch", type=float, metavar="S", help="repeat every S seconds until Ctrl-C")
 
 

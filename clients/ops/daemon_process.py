@@ -44,7 +44,7 @@ class DaemonProcess:
 
     def command(self) -> list[str]:
         script = Path(sys.executable).with_name("lptem")  # the installed console script, as users run it
-        launcher = [str(script)] if script.exists() else [sys.executable, "-m", "lptem.clients.cli"]
+        launcher = [str(script)] if script.exists() else [sys.executable, "-P", "-m", "lptem.clients.cli"]
         cmd = [*launcher, "serve", "--ready-file", str(self.ready_file)]
         for flag in ("--ingest", "--publish", "--control"):
             if flag not in self.args and not (flag == "--ingest" and "--ingest-connect" in self.args):

@@ -18,8 +18,8 @@ import zmq
 
 from lptem.clients.progress import Progress
 from lptem.clients.wire.endpoints import add_publish_argument
-from lptem.service.daemon import versions
 from lptem.service.record import RecordExistsError, RecordWriter
+from lptem.service.versions import versions
 
 log = logging.getLogger("lptem.record")
 RECORDED_TOPICS = (b"track", b"status", b"msd")
@@ -101,5 +101,8 @@ def run_record(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     progress.close()
+    from lptem.service.exports import export_record  # noqa: PLC0415 - pandas and pyarrow only to export
+
+    export_record(args.out)
     print(f"recorded {n} frames into {args.out}")
     return 0

@@ -18,6 +18,10 @@ import zmq
 from lptem.service.protocol import encode_header, encode_marker, wire_dtype_name
 
 
+class NoReceiverError(ConnectionError):
+    """Nothing takes frames at the endpoint: no daemon listens there, or it cannot accept one."""
+
+
 class FrameSender:
     """PUSH frames to a daemon's ingest socket (or, with ``mode="pub"``, bind a PUB for SUB daemons).
 
@@ -55,6 +59,33 @@ class FrameSender:
         self.exposure_s = exposure_s
         self.next_frame = first_frame
         self.zero_copy = zero_copy
+
+    def wait_for_receiver(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for something to accept a connection at the endpoint (push mode).
+
+        A PUSH socket queues frames for an endpoint where nothing listens, so without this check they
+        would be "sent" and never arrive. A probe socket that queues only on completed connections
+        (``IMMEDIATE``) asks, leaving this sender's own queueing as it is. A PUB sender cannot know its
+        subscribers and always answers True.
+        """
+        if self._socket.socket_type == zmq.PUB:
+            return True
+        probe = self._context.socket(zmq.PUSH)
+        try:
+            probe.setsockopt(zmq.IMMEDIATE, 1)
+            probe.setsockopt(zmq.LINGER, 0)
+            probe.connect(self.endpoint)
+            return bool(probe.poll(int(timeout_s * 1000), zmq.POLLOUT))
+        finally:
+            probe.close()
+
+    def require_receiver(self, timeout_s: float) -> None:
+        """:meth:`wait_for_receiver`, raising :class:`NoReceiverError` with a message for people."""
+        if not self.wait_for_receiver(timeout_s):
+            raise NoReceiverError(
+                f"no daemon takes frames at {self.endpoint} (waited {timeout_s:g} s): start one with "
+                "`lptem serve`, or point --ingest at the one that runs"
+            )
 
     def start(self, **meta: Any) -> None:
         """Send a ``start`` marker: frame numbering may begin again; ``meta`` is recorded."""

@@ -4,7 +4,7 @@
   components (8-connected) of at most ``max_area`` low-res pixels become foreground with score 0.1. SAM 2
   does this with a CUDA kernel that is not built on CPU-only installs, where it silently skips it; this
   version runs everywhere (OpenCV on the 256^2 low-resolution masks).
-* ``clean``: the output clean-up of design §4 (after SAM-I-Am): no pixel belongs to two objects (the
+* ``clean``: the output clean-up of docs/engines.md (after SAM-I-Am): no pixel belongs to two objects (the
   highest logit wins), and each object keeps its largest connected component. It changes what is
   published, never what SAM 2 remembers.
 * ``measure``: masks at full frame resolution, on the model's device; only per-object numbers (and, on

@@ -12,7 +12,7 @@ import pytest
 
 from lptem.clients.ops.daemon_process import DaemonProcess
 from lptem.engine.synthetic import BlobMovie, BlobMovieConfig
-from lptem.service.record import read_record
+from lptem.service.exports import read_record
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from lptem.engine.msd import fit_power_law, msd, positions_by_frame
 from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.simulator import Particles, SimConfig, Simulator
-from lptem.service.record import read_record
+from lptem.service.exports import read_record
 from tests.conftest import wait_processed
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +67,7 @@ def track_through_daemon(motion: Motion, tmp_path, seed: int):
     return fits
 
 
+@pytest.mark.slow
 def test_brownian_diffusion_coefficient_is_recovered(tmp_path):
     motion = Motion("brownian", sigma_px=5.0)  # D = σ²/2 = 12.5 px²/frame
     fits = track_through_daemon(motion, tmp_path, seed=11)
@@ -75,6 +76,7 @@ def test_brownian_diffusion_coefficient_is_recovered(tmp_path):
     assert np.mean([f.alpha for f in fits]) == pytest.approx(1.0, abs=0.1)
 
 
+@pytest.mark.slow
 def test_fractional_brownian_exponent_is_recovered(tmp_path):
     motion = Motion("fbm", sigma_px=5.0, alpha=0.5)
     fits = track_through_daemon(motion, tmp_path, seed=12)

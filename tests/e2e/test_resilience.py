@@ -13,7 +13,7 @@ from lptem.clients.wire.control import ControlClient
 from lptem.clients.wire.sender import FrameSender
 from lptem.clients.wire.subscriber import Subscriber
 from lptem.engine.synthetic import BlobMovie, BlobMovieConfig
-from lptem.service.record import export_record, read_record
+from lptem.service.exports import export_record, read_record
 from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,8 @@ from lptem.clients.wire.subscriber import Received, Subscriber
 from lptem.engine.msd import msd, positions_by_frame
 from lptem.engine.synthetic import BlobMovie, BlobMovieConfig
 from lptem.service.mailbox import Policy
-from lptem.service.protocol import MsdMessage, MsdSettings, StatusMessage, TrackMessage
+from lptem.service.protocol import MsdMessage, StatusMessage, TrackMessage
+from lptem.service.statistics import MsdSettings
 
 MOVIE = BlobMovie(
     BlobMovieConfig(shape=(256, 256), n_blobs=2, radius_px=6.0, motion="brownian", step_px=1.5), 120

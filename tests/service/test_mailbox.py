@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from lptem.service.mailbox import Mailbox, MailboxClosed, PendingCommand, Policy, QueuedFrame
-from lptem.service.protocol import Command, IngestFrame
+from lptem.service.protocol import IngestFrame, Ping, Reset
+from tests.conftest import wait_until
 
 PIXELS = np.zeros((1, 1), dtype=np.uint8)
 
@@ -58,9 +59,19 @@ def test_queue_is_lossless_and_blocks_the_producer_when_full():
 def test_commands_are_served_before_frames():
     box = Mailbox(Policy.LATEST, capacity=2)
     box.put_frame(item(0))
-    box.put_command(Command("reset"))
+    box.put_command(Reset())
     assert isinstance(box.get(0), PendingCommand)
     assert isinstance(box.get(0), QueuedFrame)
+
+
+def waiting_on_a_condition(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is inside ``threading.Condition.wait`` right now."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name in ("wait", "wait_for") and frame.f_code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_close_releases_a_blocked_producer_and_returns_waiting_work():
@@ -76,14 +87,14 @@ def test_close_releases_a_blocked_producer_and_returns_waiting_work():
 
     thread = threading.Thread(target=producer)
     thread.start()
-    time.sleep(0.1)
+    assert wait_until(lambda: waiting_on_a_condition(thread))  # blocked in put_frame: the queue is full
     frames, commands = box.close()
     thread.join(2)
     assert [f.frame.frame for f in frames] == [0]
     assert commands == []
     assert len(errors) == 1
     with pytest.raises(MailboxClosed):
-        box.put_command(Command("ping"))
+        box.put_command(Ping())
 
 
 def test_capacity_must_be_positive():

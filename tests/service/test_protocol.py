@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgpack
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from lptem.engine.api import Box
 from lptem.service import protocol as p
 from lptem.service.protocol import RejectReason as R
+from tests.conftest import REPOSITORY
 
 
 def frame_parts(array, frame=0, t_ns=1, **header):
@@ -159,11 +162,31 @@ def test_parse_add_object_with_box_and_points():
     cmd = p.parse_command(
         p.command_request("add_object", box=[1, 2, 30, 40], points=[[5, 6, 1], [7, 8, 0]], id=4)
     )
-    assert cmd.name == "add_object"
+    assert isinstance(cmd, p.AddObject)
+    assert cmd.NAME == "add_object"
     assert cmd.obj_id == 4
-    assert cmd.prompt is not None
     assert cmd.prompt.box == Box(1.0, 2.0, 30.0, 40.0)
     assert [pt.positive for pt in cmd.prompt.points] == [True, False]
+    assert cmd.arguments() == {
+        "id": 4,
+        "box": [1.0, 2.0, 30.0, 40.0],
+        "points": [[5.0, 6.0, 1], [7.0, 8.0, 0]],
+    }
+
+
+@pytest.mark.parametrize("kind", p.COMMAND_TYPES)
+def test_every_command_parses_to_its_own_type(kind):
+    """One typed class per command: each request name comes back as its class, with its arguments."""
+    examples: dict[str, dict[str, object]] = {
+        "add_object": {"box": [0, 0, 4, 4]},
+        "remove_object": {"id": 2},
+        "set_auto_detect": {"enabled": False},
+        "set_msd": {"window": 64, "log_lags": True},
+    }
+    args = examples.get(kind.NAME, {})
+    cmd = p.parse_command(p.command_request(kind.NAME, **args))
+    assert type(cmd) is kind
+    assert p.parse_command(p.command_request(kind.NAME, **cmd.arguments())) == cmd
 
 
 @pytest.mark.parametrize(
@@ -198,3 +221,27 @@ def test_reply_decoding_requires_ok():
     assert p.decode_reply(p.encode_reply({"ok": True, "id": 3})) == {"ok": True, "id": 3}
     with pytest.raises(ValueError, match="malformed"):
         p.decode_reply(msgpack.packb({"id": 3}))
+
+
+# ------------------------------------------------------------------------------------ the spec's bytes
+
+
+def _hex_blocks(section: str) -> list[bytes]:
+    """The fenced blocks of hex bytes in ``section`` of docs/protocol.md, in order."""
+    text = (REPOSITORY / "docs" / "protocol.md").read_text()
+    start = text.index(section)
+    body = text[start : text.index("\n### ", start + len(section))]
+    blocks = re.findall(r"```\n([0-9a-f \n]+)```", body)
+    return [bytes.fromhex(block.replace("\n", " ")) for block in blocks]
+
+
+def test_the_worked_example_of_the_spec_is_what_the_code_sends_and_accepts():
+    """docs/protocol.md §2.2, byte for byte: the header encode_header writes, and the pixel part."""
+    header, pixels = _hex_blocks("### 2.2 Worked example")
+    assert p.encode_header(7, 1700000000000000000, (2, 3), "uint16") == header
+    assert len(header) == 58
+    assert np.arange(6, dtype="<u2").reshape(2, 3).tobytes() == pixels
+    frame = p.decode_ingest([header, pixels])
+    assert isinstance(frame, p.IngestFrame)
+    assert (frame.frame, frame.t_ns) == (7, 1700000000000000000)
+    assert frame.pixels.tolist() == [[0, 1, 2], [3, 4, 5]]

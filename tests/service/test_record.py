@@ -9,16 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lptem.service.record
+import lptem.service.exports
+from lptem.service.exports import export_record, read_record
 from lptem.service.protocol import TOPIC_TRACK, TrackedObject, TrackMessage, encode_result
-from lptem.service.record import (
-    RECORD_FILE,
-    RecordExistsError,
-    RecordWriter,
-    export_record,
-    iter_entries,
-    read_record,
-)
+from lptem.service.record import RECORD_FILE, RecordExistsError, RecordWriter, iter_entries
 from tests.conftest import wait_until
 
 
@@ -52,9 +46,15 @@ def write_session(directory, messages, events=()):
     return writer
 
 
+def export_session(directory, messages, events=()):
+    """A session written, closed and exported, as the daemon does when it stops."""
+    write_session(directory, messages, events).close()
+    export_record(directory)
+
+
 def test_roundtrip_and_exports(record_dir):
     messages = [track(f, dropped=1 if f > 3 else 0) for f in (0, 1, 2, 3, 5)]
-    write_session(record_dir, messages, [{"event": "add_object", "id": 1}]).close()
+    export_session(record_dir, messages, [{"event": "add_object", "id": 1}])
     rec = read_record(record_dir)
     assert rec.session["engine"] == "classical"
     assert rec.events == [{"event": "add_object", "id": 1}]
@@ -77,21 +77,21 @@ def test_roundtrip_and_exports(record_dir):
 
 
 def test_invisible_rows_stay_in_parquet_but_not_in_the_csvs(record_dir):
-    write_session(record_dir, [track(0), track(1, visible=False)]).close()
+    export_session(record_dir, [track(0), track(1, visible=False)])
     samem = pd.read_csv(record_dir / "trajectories.csv")
     assert len(samem) == 3  # object 2 was not visible in frame 1
     assert len(pd.read_parquet(record_dir / "trajectories.parquet")) == 4
 
 
 def test_exported_frame_numbers_keep_increasing_across_camera_restarts(record_dir):
-    write_session(record_dir, [track(0), track(1), track(0, epoch=1), track(1, epoch=1)]).close()
+    export_session(record_dir, [track(0), track(1), track(0, epoch=1), track(1, epoch=1)])
     trackpy = pd.read_csv(record_dir / "trajectories_trackpy.csv")
     assert sorted(set(trackpy["frame"])) == [0, 1, 2, 3]
     assert read_record(record_dir).tracks["epoch"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
 def test_torn_last_entry_is_ignored(record_dir):
-    write_session(record_dir, [track(f) for f in range(5)]).close(export=False)
+    write_session(record_dir, [track(f) for f in range(5)]).close()
     path = record_dir / RECORD_FILE
     data = path.read_bytes()
     path.write_bytes(data[:-7])  # a write cut short by SIGKILL or power loss
@@ -107,12 +107,12 @@ def test_entries_reach_the_file_without_close(record_dir):
         assert wait_until(lambda: len(list(iter_entries(record_dir))) == 2, timeout_s=2.0)
         assert [k for k, _ in iter_entries(record_dir)] == ["session", "track"]
     finally:
-        writer.close(export=False)
+        writer.close()
 
 
 def test_export_is_streamed_in_chunks(record_dir, monkeypatch):
-    monkeypatch.setattr(lptem.service.record, "_CHUNK_FRAMES", 3)
-    write_session(record_dir, [track(f, n=1) for f in range(10)]).close()
+    monkeypatch.setattr(lptem.service.exports, "_CHUNK_FRAMES", 3)
+    export_session(record_dir, [track(f, n=1) for f in range(10)])
     out = pd.read_csv(record_dir / "trajectories.csv")
     assert out["frame"].tolist() == list(range(10))
     assert np.allclose(pd.read_parquet(record_dir / "trajectories.parquet")["x"], np.arange(10.0))
@@ -121,14 +121,14 @@ def test_export_is_streamed_in_chunks(record_dir, monkeypatch):
 def test_payload_is_stored_exactly_as_published(record_dir):
     message = track(3)
     payload = encode_result(TOPIC_TRACK, message)[1]
-    write_session(record_dir, [message]).close(export=False)
+    write_session(record_dir, [message]).close()
     with open(record_dir / RECORD_FILE, "rb") as fh:
         entries = list(msgpack.Unpacker(fh, raw=False))
     assert entries[1] == ["track", payload]
 
 
 def test_a_record_folder_is_never_appended_to(record_dir):
-    write_session(record_dir, [track(0)]).close()
+    export_session(record_dir, [track(0)])
     before = (record_dir / RECORD_FILE).read_bytes()
     with pytest.raises(RecordExistsError, match="already holds a session"):
         RecordWriter(record_dir, {})

@@ -15,8 +15,9 @@ from lptem.clients.analysis.inputs import load
 from lptem.clients.analysis.report import analyze
 from lptem.clients.cli import main
 from lptem.engine.msd import msd
+from lptem.service.exports import export_record
 from lptem.service.protocol import TOPIC_TRACK, TrackedObject, TrackMessage, encode_result
-from lptem.service.record import RecordWriter, export_record
+from lptem.service.record import RecordWriter
 
 trackpy = pytest.importorskip("trackpy")
 
@@ -51,7 +52,7 @@ def write_record(folder: Path, epochs: list[np.ndarray], hidden_every: int = 7) 
             hidden = {p for p in range(len(positions)) if frame % hidden_every == p}
             message = track_message(frame, epoch, positions[:, frame], hidden)
             writer.write("track", encode_result(TOPIC_TRACK, message)[1])
-    writer.close(export=False)
+    writer.close()
 
 
 def visible_positions(positions: np.ndarray, particle: int, hidden_every: int = 7) -> np.ndarray:
@@ -235,3 +236,13 @@ def test_an_export_next_to_its_record_warns_about_restarts(
     with caplog.at_level(logging.WARNING):
         load(tmp_path / "rec" / "trajectories.csv")
     assert "analyse the folder instead" in caplog.text
+
+
+def test_a_samem_angle_is_read_in_our_convention(tmp_path):
+    """SAM-EM's angle is skimage's orientation (from the row axis); analyze shows θ from +x, like records."""
+    path = tmp_path / "trajectories.csv"
+    pd.DataFrame(
+        {"frame": [0, 1, 2], "particle_id": [1, 1, 1], "x": [1.0, 2.0, 3.0], "y": [1.0, 1.0, 1.0],
+         "angle": [90.0, 60.0, -30.0]}
+    ).to_csv(path, index=False)  # fmt: skip
+    assert load(path, None, None).table["angle"].tolist() == [0.0, 30.0, -60.0]

@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from lptem.clients.camera.sim_microscope import SimControlServer
+from lptem.clients.camera.sim_microscope import SimMicroscopeServer
 from lptem.clients.feedback.actuators import SimMicroscope
 from lptem.clients.wire.control import ControlError
 from lptem.engine.sim.motion import Motion
@@ -33,9 +33,9 @@ def still_particle(dtype: str = "uint8") -> Simulator:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[Simulator, SimControlServer, SimMicroscope]]:
+def served() -> Iterator[tuple[Simulator, SimMicroscopeServer, SimMicroscope]]:
     simulator = still_particle("float32")
-    server = SimControlServer(simulator, "tcp://127.0.0.1:*")
+    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*")
     stop = threading.Event()
 
     def serve() -> None:
@@ -52,7 +52,7 @@ def served() -> Iterator[tuple[Simulator, SimControlServer, SimMicroscope]]:
 
 
 def test_stage_moves_shift_the_field_of_view(
-    served: tuple[Simulator, SimControlServer, SimMicroscope],
+    served: tuple[Simulator, SimMicroscopeServer, SimMicroscope],
 ) -> None:
     simulator, server, microscope = served
     simulator.next()
@@ -65,7 +65,7 @@ def test_stage_moves_shift_the_field_of_view(
 
 
 def test_dose_and_blanking_change_the_next_frames(
-    served: tuple[Simulator, SimControlServer, SimMicroscope],
+    served: tuple[Simulator, SimMicroscopeServer, SimMicroscope],
 ) -> None:
     simulator, _, microscope = served
     baseline = microscope.dose_rate()
@@ -97,7 +97,7 @@ BAD = [
 
 
 def test_bad_requests_are_refused_counted_and_change_nothing(
-    served: tuple[Simulator, SimControlServer, SimMicroscope],
+    served: tuple[Simulator, SimMicroscopeServer, SimMicroscope],
 ) -> None:
     simulator, server, microscope = served
     before = microscope.request("state")

@@ -13,7 +13,7 @@ import pytest
 
 from lptem.clients.camera.movies import open_movie
 from lptem.clients.ops.daemon_process import DaemonProcess
-from lptem.service.record import read_record
+from lptem.service.exports import read_record
 from tests.conftest import wait_processed
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def test_sim_streams_to_the_daemon_like_a_camera(tmp_path):
         "--policy", "queue", "--record", str(record), "--auto-detect", "-E", "particle_radius_px=12"
     ) as d:
         result = lptem(
-            "sim", "--ingest", d.ingest, "--control", "none", "--frames", "40", "--fps", "200", *SMALL
+            "sim", "--ingest", d.ingest, "--microscope", "none", "--frames", "40", "--fps", "200", *SMALL
         )
         assert result.returncode == 0, result.stderr
         assert "sent 40 frames" in result.stdout

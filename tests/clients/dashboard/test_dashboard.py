@@ -38,9 +38,9 @@ def live_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     )
     with DaemonProcess(*args) as daemon, (tmp_path / "sim.log").open("w") as log:
         sim = subprocess.Popen(
-            [LPTEM, "sim", "--ingest", daemon.ingest, "--control", "none", "--size", "256", "--pixel-size-nm",
-             "0.5", "--particles", "2", "--width-nm", "20", "--dispersity", "0", "--liquid-nm", "5",
-             "--diffusion", "0.01", "--fps", "30", "--seed", "3", "--no-progress"],
+            [LPTEM, "sim", "--ingest", daemon.ingest, "--microscope", "none", "--size", "256",
+             "--pixel-size-nm", "0.5", "--particles", "2", "--width-nm", "20", "--dispersity", "0",
+             "--liquid-nm", "5", "--diffusion", "0.01", "--fps", "30", "--seed", "3", "--no-progress"],
             stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         try:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.e2e
 LPTEM = str(Path(sys.executable).with_name("lptem"))
 
 
+@pytest.mark.slow
 def test_centring_holds_a_drifting_particle_that_otherwise_drifts_out() -> None:
     scenario = DriftScenario(seconds=60.0)  # 1200 frames at 20 fps, drift 0.5 px/frame (5 nm/s)
     with DaemonProcess(*daemon_arguments()) as daemon:
@@ -48,9 +50,11 @@ def test_centring_holds_a_drifting_particle_that_otherwise_drifts_out() -> None:
     assert travelled == pytest.approx(0.5 * scenario.frames, rel=0.1)
 
 
-def _send_frames(sender: FrameSender, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+def _send_frames_until(sender: FrameSender, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Stream frames at about 50 fps until ``done()`` holds (a camera that keeps going)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "the condition did not come true while frames were streaming"
         sender.send(np.zeros((100, 200), np.uint16))
         time.sleep(0.02)
 
@@ -73,15 +77,16 @@ def test_rate_limit_step_bound_and_deadman_stop(make_daemon) -> None:
     loop = ControlLoop(CentreParticle(1), DryRunMicroscope(), ep["publish"], limits)
     stop = threading.Event()
     thread = _run_loop(loop, stop)
+    report = loop.report
     with FrameSender(ep["ingest"], pixel_size_nm=1.0) as camera:
-        _send_frames(camera, 1.5)
+        _send_frames_until(camera, lambda: len(report.actions) >= 6)
         paused = time.monotonic() - loop.started
-        time.sleep(1.5)  # no results: the dead-man stop trips
+        # no results: the dead-man stop trips
+        assert wait_until(lambda: any(t > paused for t in report.deadman_times), timeout_s=10.0)
         resumed = time.monotonic() - loop.started
-        _send_frames(camera, 1.0)
+        _send_frames_until(camera, lambda: any(t > resumed for t, _ in report.actions))
     stop.set()
     thread.join()
-    report = loop.report
     times = [t for t, _ in report.actions]
     assert len(times) >= 6
     assert min(np.diff(times)) >= 0.3  # rate limit
@@ -106,13 +111,16 @@ def test_stage_travel_is_bounded(make_daemon) -> None:
     stop = threading.Event()
     thread = _run_loop(loop, stop)
     with FrameSender(ep["ingest"], pixel_size_nm=1.0) as camera:
-        _send_frames(camera, 1.0)
+        _send_frames_until(camera, lambda: microscope.stage[0] >= 60.0 - 1e-9)
+        at_bound = loop.report.results
+        _send_frames_until(camera, lambda: loop.report.results >= at_bound + 10)  # each asks to move on
     stop.set()
     thread.join()
     assert microscope.stage == pytest.approx((60.0, 0.0))  # 25 + 25 + 10, then nothing left to move
     assert len(microscope.commands) == 3
 
 
+@pytest.mark.slow
 def test_lptem_control_and_lptem_sim_close_the_loop_over_the_cli(tmp_path: Path) -> None:
     """`lptem control dose` lowers the simulated beam while the particles diffuse (α > 0.1) and restores
     it when it stops; `lptem control centre --dry-run` reports its moves."""
@@ -122,7 +130,7 @@ def test_lptem_control_and_lptem_sim_close_the_loop_over_the_cli(tmp_path: Path)
         (tmp_path / "sim.log").open("w") as sim_log,
     ):
         sim = subprocess.Popen(
-            [LPTEM, "sim", "--ingest", daemon.ingest, "--control", sim_control, "--size", "256",
+            [LPTEM, "sim", "--ingest", daemon.ingest, "--microscope", sim_control, "--size", "256",
              "--pixel-size-nm", "0.5", "--particles", "2", "--width-nm", "20", "--liquid-nm", "5",
              "--diffusion", "200", "--fps", "50", "--frames", "1500", "--no-progress"],
             stdout=subprocess.DEVNULL, stderr=sim_log,

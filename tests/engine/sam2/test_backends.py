@@ -141,6 +141,7 @@ def test_tensorrt_streaming_matches_torch(cuda_tensorrt, tmp_path, monkeypatch):
     assert len(list((tmp_path / "engines").rglob("*.plan"))) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_serve_with_the_onnxruntime_backend_tracks_every_frame(tmp_path):
     from lptem.clients.ops.daemon_process import DaemonProcess  # noqa: PLC0415

@@ -217,6 +217,7 @@ def test_streaming_on_onnxruntime_matches_torch(model, any_graphs, clip, torch_s
     assert visible >= len(clip)  # the comparison is of real masks, not of empty ones
 
 
+@pytest.mark.slow
 def test_lptem_export_writes_graphs_and_verifies_them(tmp_path):
     out = tmp_path / "graphs"
     command = [
