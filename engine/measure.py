@@ -10,6 +10,17 @@ Definitions (image moments of the binary mask, pixel centres at integer coordina
   no preferred axis (a disc) has θ = 0. Relation to ``skimage.measure.regionprops(...).orientation`` (ω,
   radians, from the row axis): ``θ = 90° − degrees(ω)`` wrapped into (−90, 90].
 * bbox ``(x0, y0, x1, y1)`` with ``x1``, ``y1`` exclusive (one past the last column / row).
+
+Shapes with more symmetry (``symmetry`` N = 1, 4, 6; 2 is the default above) use a complex moment of the
+mask's pixels about the centroid, ``z = (x − x̄) + i (y − ȳ)``, since second moments cannot tell a square's
+or a hexagon's orientation (their inertia tensor is isotropic):
+
+* N = 4, 6: ``c = Σ zᴺ`` (weights the corners, r^N); ``θ = arg(−c) / N``, the direction of a face normal
+  (for a square: the normal of one edge; a square with edges along x and y has θ = 0), in
+  (−180°/N, 180°/N]: the orientation modulo 360°/N.
+* N = 1: ``c = Σ z |z|²`` (a third-order moment) points along the tail, where the mask reaches further
+  from its centroid; ``θ = arg(−c)`` in (−180°, 180°] points the other way, to the heavier end (for a rod
+  with a knob at one end: the knob). A shape symmetric under a half turn has no such end: θ is arbitrary.
 """
 
 from __future__ import annotations
@@ -29,10 +40,46 @@ def orientation_deg(mu20: float, mu02: float, mu11: float) -> float:
     return 90.0 if theta <= -90.0 else theta
 
 
+SYMMETRIES = (1, 2, 4, 6)
+"""Rotational symmetries an orientation can be measured for (θ is reported modulo 360° / N)."""
+
+
+def check_symmetry(symmetry: int) -> None:
+    if symmetry not in SYMMETRIES:
+        raise ValueError(f"symmetry must be one of {SYMMETRIES} (n-fold), got {symmetry}")
+
+
+def symmetry_moment(
+    dx: npt.NDArray[np.float64],
+    dy: npt.NDArray[np.float64],
+    symmetry: int,
+    weights: npt.NDArray[np.floating] | None = None,
+) -> complex:
+    """The complex moment that orients an N-fold shape (module doc) from its pixels' offsets (px) about
+    the centroid, each pixel counted once or with its ``weights`` (e.g. the particle's contrast)."""
+    z = dx + 1j * dy
+    terms = z * (dx * dx + dy * dy) if symmetry == 1 else z**symmetry
+    return complex(np.sum(terms if weights is None else weights * terms))
+
+
+def symmetry_angle_deg(moment: complex, symmetry: int) -> float:
+    """θ (degrees) of an N-fold shape (N = 1, 4, 6) from :func:`symmetry_moment`; see the module doc."""
+    if symmetry == 1:
+        theta = math.degrees(math.atan2(-moment.imag, -moment.real))
+        return 180.0 if theta <= -180.0 else theta
+    period = 360.0 / symmetry
+    theta = math.degrees(math.atan2(-moment.imag, -moment.real)) / symmetry
+    return theta + period if theta <= -period / 2 else theta
+
+
 def measure_mask(
-    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8], x_offset: int = 0, y_offset: int = 0
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8],
+    x_offset: int = 0,
+    y_offset: int = 0,
+    symmetry: int = 2,
 ) -> Measurement | None:
-    """Measure a binary mask (a crop whose top-left pixel sits at column ``x_offset``, row ``y_offset``).
+    """Measure a binary mask (a crop whose top-left pixel sits at column ``x_offset``, row ``y_offset``);
+    θ for an N-fold ``symmetry`` (module doc).
 
     Returns None for an empty mask.
     """
@@ -43,7 +90,12 @@ def measure_mask(
         return None
     xc = m["m10"] / area
     yc = m["m01"] / area
-    theta = orientation_deg(m["mu20"] / area, m["mu02"] / area, m["mu11"] / area)
+    if symmetry == 2:
+        theta = orientation_deg(m["mu20"] / area, m["mu02"] / area, m["mu11"] / area)
+    else:
+        rows, cols = np.nonzero(crop)
+        moment = symmetry_moment(cols.astype(np.float64) - xc, rows.astype(np.float64) - yc, symmetry)
+        theta = symmetry_angle_deg(moment, symmetry)
     rows = np.flatnonzero(crop.any(axis=1))
     cols = np.flatnonzero(crop.any(axis=0))
     bbox = (

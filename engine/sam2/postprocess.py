@@ -64,8 +64,10 @@ def to_frame(logits: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits.float(), size=shape, mode="bilinear", align_corners=False)[:, 0]
 
 
-def measure(masks: torch.Tensor) -> np.ndarray:
-    """Per mask (B, H, W) bool: [area, x, y, mu20, mu02, mu11, x0, y0, x1, y1] as float64 on the CPU.
+def measure(masks: torch.Tensor, symmetry: int = 2) -> np.ndarray:
+    """Per mask (B, H, W) bool: [area, x, y, mu20, mu02, mu11, x0, y0, x1, y1] as float64 on the CPU,
+    plus for a ``symmetry`` other than 2 the real and imaginary parts of the complex moment that orients
+    an N-fold shape (lptem.engine.measure.symmetry_moment).
 
     Central moments are computed about the centroid in a second pass (no cancellation in float32).
     Empty masks give area 0 and NaN elsewhere.
@@ -88,9 +90,26 @@ def measure(masks: torch.Tensor) -> np.ndarray:
     y1 = torch.where(rows > 0, ys, torch.full_like(ys, -1)).amax(dim=1) + 1
     x0 = torch.where(cols > 0, xs, torch.full_like(xs, w)).amin(dim=1)
     x1 = torch.where(cols > 0, xs, torch.full_like(xs, -1)).amax(dim=1) + 1
-    out = torch.stack([area, cx, cy, mu20, mu02, mu11, x0, y0, x1, y1], dim=1).double().cpu().numpy()
+    columns = [area, cx, cy, mu20, mu02, mu11, x0, y0, x1, y1]
+    if symmetry != 2:
+        re, im = _symmetry_weights(dx[:, None, :], dy[:, :, None], symmetry)
+        columns += [(m * re).sum(dim=(1, 2)), (m * im).sum(dim=(1, 2))]
+    out = torch.stack(columns, dim=1).double().cpu().numpy()
     out[out[:, 0] == 0, 1:] = np.nan
     return out
+
+
+def _symmetry_weights(dx: torch.Tensor, dy: torch.Tensor, symmetry: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary parts of z^N (N >= 3) or z |z|^2 (N = 1) with z = dx + i dy, in real arithmetic
+    (complex tensors are not supported on every device)."""
+    if symmetry == 1:
+        r2 = dx * dx + dy * dy
+        return dx * r2, dy * r2
+    re, im = dx * dx - dy * dy, 2 * dx * dy  # z^2
+    re, im = re * re - im * im, 2 * re * im  # z^4
+    if symmetry == 6:
+        re, im = re * (dx * dx - dy * dy) - im * (2 * dx * dy), re * (2 * dx * dy) + im * (dx * dx - dy * dy)
+    return re, im
 
 
 def label_map(frame_logits: torch.Tensor, ids: list[int]) -> np.ndarray:

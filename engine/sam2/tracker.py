@@ -32,7 +32,7 @@ from lptem.engine.api import (
     UnknownObjectError,
 )
 from lptem.engine.detect import Detector, DetectorConfig
-from lptem.engine.measure import orientation_deg
+from lptem.engine.measure import check_symmetry, orientation_deg, symmetry_angle_deg
 from lptem.engine.proposals import CandidateConfirmer
 from lptem.engine.sam2.backends import BackendConfig, bind_backend
 from lptem.engine.sam2.bank import Memory, MemoryBank, output_dict
@@ -75,6 +75,12 @@ class Sam2Config(BackendConfig):
     confirm_frames: int = 3
     forget_after: int = 100
     """Auto-detected objects that stay invisible this many frames are dropped."""
+    symmetry: int = 2
+    """Rotational symmetry of the particles (1, 2, 4, 6): θ modulo 360°/symmetry, measured from the masks
+    as the classical engine measures it (lptem.engine.measure)."""
+
+    def __post_init__(self) -> None:
+        check_symmetry(self.symmetry)
 
 
 @dataclass(slots=True)
@@ -283,14 +289,14 @@ class Sam2Tracker:
             return torch.zeros((0, *self._shape), device=self.device)
         low = clean(torch.cat([outputs[i][0] for i in ids]).float())
         frame_logits = to_frame(low, self._shape)
-        numbers = measure(frame_logits > 0)
+        numbers = measure(frame_logits > 0, self.config.symmetry)
         scores = torch.cat([outputs[i][1] for i in ids]).float().flatten().cpu().numpy()
         for obj_id, row, score in zip(ids, numbers, scores, strict=True):
             self._update(self._objects[obj_id], row, float(score))
         return frame_logits
 
     def _update(self, obj: _Object, row: np.ndarray, score: float) -> None:
-        result = object_result(obj.id, row, score, obj.last)
+        result = object_result(obj.id, row, score, obj.last, self.config.symmetry)
         if result is not None and result.visible:
             obj.frames_tracked += 1
             obj.frames_missing = 0
@@ -337,14 +343,17 @@ def _check_slots(config: Sam2Config, num_maskmem: int) -> None:
 
 
 def object_result(
-    obj_id: int, row: np.ndarray, score: float, last: ObjectResult | None
+    obj_id: int, row: np.ndarray, score: float, last: ObjectResult | None, symmetry: int = 2
 ) -> ObjectResult | None:
     """One object's result from its measurement ``row`` (lptem.engine.sam2.postprocess.measure) and SAM 2's
     object score logit. A score <= 0 (SAM 2: the object is not in the frame) or an empty mask gives
     ``visible = False`` at the last known position (None if it was never seen)."""
-    area, x, y, mu20, mu02, mu11, x0, y0, x1, y1 = row
+    area, x, y, mu20, mu02, mu11, x0, y0, x1, y1 = row[:10]
     if score > 0 and area > 0:
-        theta = orientation_deg(mu20, mu02, mu11)
+        if symmetry == 2:
+            theta = orientation_deg(mu20, mu02, mu11)
+        else:
+            theta = symmetry_angle_deg(complex(row[10], row[11]), symmetry)
         bbox = (int(x0), int(y0), int(x1), int(y1))
         return ObjectResult(obj_id, float(x), float(y), theta, float(area), bbox, score, True)
     if last is None:

@@ -73,3 +73,54 @@ def test_orientation_range_is_half_open():
     assert orientation_deg(1.0, 2.0, 0.0) == 90.0  # vertical major axis reports +90, never -90
     assert orientation_deg(2.0, 1.0, 0.0) == 0.0
     assert orientation_deg(1.0, 1.0, 0.0) == 0.0  # no preferred axis
+
+
+def polygon_mask(shape, cx, cy, corners, radius, face_normal_deg):  # noqa: PLR0917 - the polygon's own
+    """A regular polygon with ``corners`` vertices at ``radius`` px, one face normal at the given angle."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    inside = np.ones(shape, dtype=bool)
+    apothem = radius * math.cos(math.pi / corners)
+    for k in range(corners):
+        t = math.radians(face_normal_deg) + 2 * math.pi * k / corners
+        inside &= (xx - cx) * math.cos(t) + (yy - cy) * math.sin(t) <= apothem
+    return inside
+
+
+def angle_error(a: float, b: float, period: float) -> float:
+    return abs((a - b + period / 2) % period - period / 2)
+
+
+@pytest.mark.parametrize("corners", [4, 6])
+def test_an_n_fold_shape_is_oriented_modulo_its_period(corners):
+    """Squares (22 px edge, as the crystal's cubes) and hexagons at random angles, pixelated: the face
+    normal comes back within 2.5° modulo 360°/N, in (−180°/N, 180°/N]. Second moments cannot do this."""
+    period = 360.0 / corners
+    rng = np.random.default_rng(corners)
+    for _ in range(30):
+        truth = rng.uniform(-180, 180)
+        mask = polygon_mask((80, 80), 40.2, 39.6, corners, 11 * math.sqrt(2) if corners == 4 else 13, truth)
+        m = measure_mask(mask, symmetry=corners)
+        assert m is not None
+        assert -period / 2 < m.theta_deg <= period / 2
+        assert angle_error(m.theta_deg, truth, period) < 2.5, (truth, m.theta_deg)
+
+
+def test_one_fold_orientation_points_to_the_longer_end():
+    """A rod with a knob at one end (a head-tail shape): θ in (−180°, 180°] points towards the knob."""
+    for truth in (-150.0, -60.0, 0.0, 35.0, 120.0, 180.0):
+        mask = ellipse_mask((160, 160), 80, 80, 30, 8, truth)
+        t = math.radians(truth)
+        mask |= ellipse_mask((160, 160), 80 + 30 * math.cos(t), 80 + 30 * math.sin(t), 12, 12, 0)
+        m = measure_mask(mask, symmetry=1)
+        assert m is not None
+        assert angle_error(m.theta_deg, truth, 360.0) < 1.0
+        axis = measure_mask(mask)
+        assert axis is not None
+        assert angle_error(axis.theta_deg, truth, 180.0) < 1.0  # the axis, modulo 180°
+
+
+def test_an_unknown_symmetry_is_refused():
+    from lptem.engine.classical import ClassicalConfig  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match=r"symmetry must be one of \(1, 2, 4, 6\)"):
+        ClassicalConfig(symmetry=3)
