@@ -8,7 +8,7 @@ last position; prompted objects are kept until removed, auto-detected ones are f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,7 @@ from lptem.engine.api import (
 )
 from lptem.engine.assign import gated_assignment
 from lptem.engine.detect import Detection, DetectionSet, Detector, DetectorConfig
+from lptem.engine.prediction import StepHistory
 from lptem.engine.proposals import CandidateConfirmer
 
 
@@ -31,8 +32,14 @@ from lptem.engine.proposals import CandidateConfirmer
 class ClassicalConfig(DetectorConfig):
     """Detector parameters plus association parameters. Lengths in px."""
 
-    gate_px: float = 40.0
-    """Largest distance an object may move between two processed frames."""
+    gate_px: float | None = None
+    """A fixed search radius around each object's predicted position, px. Default: each object's own,
+    from its recent motion (three spreads of its displacements, at least its own radius;
+    lptem.engine.prediction), so a particle jumping 30 px per frame keeps its id and a still one does
+    not reach its neighbours."""
+    initial_gate_px: float = 40.0
+    """Search radius of an object whose motion is not known yet (its first frames), px; at least twice
+    its own radius."""
     track_sigma: float = 3.5
     """An object that finds no detection is searched for within its (base) gate down to this
     significance (noise s.d.), below the detection threshold ``min_peak_sigma``."""
@@ -49,8 +56,17 @@ class ClassicalConfig(DetectorConfig):
 
     def __post_init__(self) -> None:
         DetectorConfig.__post_init__(self)
-        if self.gate_px <= 0 or self.forget_after < 0 or self.confirm_frames < 1 or self.gate_growth_cap < 1:
-            raise ValueError("need gate_px > 0, forget_after >= 0, confirm_frames >= 1, gate_growth_cap >= 1")
+        if self.gate_px is not None and self.gate_px <= 0:
+            raise ValueError("gate_px must be positive (or unset: each object's own)")
+        if (
+            self.initial_gate_px <= 0
+            or self.forget_after < 0
+            or self.confirm_frames < 1
+            or self.gate_growth_cap < 1
+        ):
+            raise ValueError(
+                "need initial_gate_px > 0, forget_after >= 0, confirm_frames >= 1, gate_growth_cap >= 1"
+            )
 
 
 @dataclass(slots=True)
@@ -62,6 +78,7 @@ class _Track:
     """A prompt not yet matched to a detection (new object or correction)."""
     frames_tracked: int = 0
     frames_missing: int = 0
+    motion: StepHistory = field(default_factory=StepHistory)
 
 
 class ClassicalTracker:
@@ -74,9 +91,12 @@ class ClassicalTracker:
         self.detector = Detector(self.config)
         self._auto_detect = self.config.auto_detect
         self._tracks: dict[int, _Track] = {}
-        self._candidates = CandidateConfirmer(self.config.gate_px, self.config.confirm_frames)
+        candidate_gate = self.config.gate_px or self.config.initial_gate_px
+        self._candidates = CandidateConfirmer(candidate_gate, self.config.confirm_frames)
         self._ids = IdAllocator()
         self._shape: tuple[int, int] | None = None
+        self._index = 0
+        """Frames processed so far (the motion model's clock)."""
 
     # ------------------------------------------------------------------ objects
     def add_object(self, prompt: Prompt, obj_id: int | None = None) -> int:
@@ -119,6 +139,7 @@ class ClassicalTracker:
 
     # ------------------------------------------------------------------ frames
     def step(self, frame: Frame, *, want_labels: bool = False) -> StepResult:
+        self._index += 1
         self._shape = (int(frame.shape[0]), int(frame.shape[1]))
         found = self.detector.detect(frame)
         tracks = list(self._tracks.values())
@@ -166,18 +187,28 @@ class ClassicalTracker:
                 refs[i] = track.pending.anchor()
                 gates[i], allowed[i] = self._prompt_gate(track.pending, dets)
             else:
-                assert track.last is not None  # a track without a pending prompt has been seen
-                refs[i] = (track.last.x, track.last.y)
-                growth = min(np.sqrt(1.0 + track.frames_missing), self.config.gate_growth_cap)
-                gates[i] = self.config.gate_px * growth
+                refs[i], gates[i] = self._expected(track)
         return gated_assignment(refs, det_xy, gates, allowed)
+
+    def _expected(self, track: _Track) -> tuple[tuple[float, float], float]:
+        """Where a seen object should be in this frame (px) and how far from there it may be (px)."""
+        assert track.last is not None  # a track without a pending prompt has been seen
+        at = track.motion.predict(self._index) or (track.last.x, track.last.y)
+        growth = min(np.sqrt(1.0 + track.frames_missing), self.config.gate_growth_cap)
+        if self.config.gate_px is not None:
+            return at, self.config.gate_px * growth
+        area = track.last.area_px
+        radius = float(np.sqrt(area / np.pi)) if area > 0 else self.config.particle_radius_px
+        initial = max(self.config.initial_gate_px, 2 * radius)
+        gate = track.motion.gate(radius, initial, track.frames_missing, self.config.gate_growth_cap)
+        return at, gate
 
     def _prompt_gate(
         self, prompt: Prompt, dets: tuple[Detection, ...]
     ) -> tuple[float, npt.NDArray[np.bool_]]:
         """Gate (px) and admissible detections for a prompt: inside its box, holding its clicks."""
         allowed = np.ones(len(dets), dtype=bool)
-        gate = self.config.gate_px
+        gate = self.config.gate_px or self.config.initial_gate_px
         margin = self.config.particle_radius_px
         if prompt.box is not None:
             b = prompt.box
@@ -197,7 +228,7 @@ class ClassicalTracker:
             x, y = track.pending.anchor()
             reach = self._prompt_gate(track.pending, ())[0]
         elif track.last is not None:
-            x, y, reach = track.last.x, track.last.y, self.config.gate_px
+            (x, y), reach = self._expected(track)
         else:
             return None
         near = self.detector.detect_near(found, x, y, reach, self.config.track_sigma)
@@ -220,6 +251,9 @@ class ClassicalTracker:
 
     def _update(self, track: _Track, det: Detection) -> None:
         m = det.measurement
+        if track.pending is not None:  # a prompt (new object or correction) places it anew
+            track.motion.clear()
+        track.motion.add(self._index, m.x, m.y)
         track.last = ObjectResult(
             id=track.id,
             x=m.x,

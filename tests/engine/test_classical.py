@@ -236,3 +236,53 @@ def test_cubes_are_oriented_modulo_90_degrees_with_symmetry_4():
             errors.append(abs((o.theta_deg - truth.theta_deg[k] + 45.0) % 90.0 - 45.0))
     assert len(errors) >= 4 * 25  # every cube, from its confirmation on
     assert np.median(errors) < 5.0  # measured 3.1°
+
+
+def jumping_movie(n_frames: int, sigma_px: float, seed: int = 4) -> BlobMovie:
+    """One blob (radius 12 px) jumping with Gaussian steps of ``sigma_px`` per axis, kept in the frame."""
+    m = BlobMovie(BlobMovieConfig(shape=(512, 512), n_blobs=1, radius_px=12.0), n_frames)
+    rng = np.random.default_rng(seed)
+    xy = np.array([256.0, 256.0])
+    for i in range(n_frames):
+        m.positions[i, 0] = xy
+        xy = np.clip(xy + rng.normal(0.0, sigma_px, 2), 60.0, 452.0)
+    return m
+
+
+def test_a_particle_jumping_far_keeps_its_id_without_a_hand_set_gate():
+    """Steps of 25 px per axis (35 px RMS): a fixed 40 px gate loses the particle often; its own gate,
+    three spreads of its displacements, follows it."""
+    m = jumping_movie(120, 25.0)
+    seen = {}
+    for name, gate in (("own", None), ("fixed", 40.0)):
+        tracker = ClassicalTracker(ClassicalConfig(particle_radius_px=12.0, gate_px=gate))
+        obj = tracker.add_object(Prompt(box=m.box(0, 0)))
+        visible = []
+        for i in range(len(m.positions)):
+            (o,) = tracker.step(m.frame(i)).objects
+            assert o.id == obj
+            if o.visible:
+                assert np.hypot(o.x - m.positions[i, 0, 0], o.y - m.positions[i, 0, 1]) < 1.0
+            visible.append(o.visible)
+        seen[name] = np.mean(visible[5:])
+    assert seen["own"] >= 0.97
+    assert seen["fixed"] < 0.9  # the scene does need the adaptive gate
+
+
+def test_a_still_particle_does_not_reach_for_a_neighbour():
+    """A still particle vanishes for a frame while an untracked one sits 30 px away: a fixed 40 px gate
+    would take the neighbour; a gate sized by the particle's own (still) motion does not."""
+    m = BlobMovie(BlobMovieConfig(shape=(256, 256), n_blobs=2, radius_px=6.0), 12)
+    m.positions[:, 0] = (100.0, 128.0)
+    m.positions[:, 1] = (-100.0, -100.0)  # out of the frame ...
+    m.positions[10, 0] = (-100.0, -100.0)  # ... until the tracked one vanishes and a neighbour appears
+    m.positions[10, 1] = (130.0, 128.0)
+    tracker = ClassicalTracker(config())
+    obj = tracker.add_object(Prompt(box=m.box(0, 0)))
+    for i in range(10):
+        (o,) = tracker.step(m.frame(i)).objects
+        assert o.visible
+    (o,) = tracker.step(m.frame(10)).objects
+    assert o.id == obj
+    assert not o.visible
+    assert o.x == pytest.approx(100.0, abs=0.5)

@@ -53,5 +53,6 @@ def test_bad_options_are_named(name, options, message):
 def test_engine_options_for_help():
     options = engine_options("classical")
     assert options["polarity"] == ("dark|bright", "dark")
-    assert options["gate_px"] == ("float", 40.0)
+    assert options["gate_px"] == ("float | None", None)  # unset: each object's gate from its own motion
+    assert options["initial_gate_px"] == ("float", 40.0)
     assert engine_options("passthrough") == {}
