@@ -1,4 +1,5 @@
-"""Offline trajectory statistics (pure numpy): ensemble MSD, velocity autocorrelation, displacements.
+"""Offline trajectory statistics (pure numpy): ensemble MSD, velocity autocorrelation, displacements,
+and rotational MSD of orientations reported modulo a symmetry.
 
 Trajectories are dense (n_frames, 2) arrays indexed by frame with NaN rows for gaps (lptem.engine.msd's
 ``positions_by_frame``). Conventions in docs/statistics.md.
@@ -116,3 +117,29 @@ def _excess_kurtosis(values: F64) -> float:
     centred = values - values.mean()
     var = float(np.mean(centred**2))
     return float(np.mean(centred**4) / var**2 - 3.0) if var > 0 else float("nan")
+
+
+def unwrap_angles(angles_deg: npt.ArrayLike, symmetry: int = 2) -> F64:
+    """A continuous orientation (rad) from θ reported modulo 360°/``symmetry`` (lptem.engine.measure).
+
+    Each change between consecutive known angles is taken as the smallest turn modulo the period, so the
+    particle must turn less than half a period (90° for rods, 45° for cubes) between two sightings;
+    NaN (a frame without the particle) stays NaN and the turn across it is taken the same way.
+    """
+    theta = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    period = 2 * np.pi / symmetry
+    out = np.full(theta.shape, np.nan)
+    known = np.flatnonzero(np.isfinite(theta))
+    if known.size == 0:
+        return out
+    turns = np.diff(theta[known])
+    turns = (turns + period / 2) % period - period / 2
+    out[known] = theta[known[0]] + np.concatenate(([0.0], np.cumsum(turns)))
+    return out
+
+
+def rotational_msd(angles_deg: npt.ArrayLike, max_lag: int, symmetry: int = 2) -> MsdCurve:
+    """Time-averaged mean squared angular displacement, rad², at lags 1..``max_lag`` frames (gaps
+    skipped). For rotational diffusion about the beam axis it is ``2 D_r τ`` (fit with
+    ``fit_power_law(curve, frame_time, dims=1)``, whose D is then D_r in rad²/time^α)."""
+    return msd(unwrap_angles(angles_deg, symmetry)[:, None], max_lag)

@@ -25,6 +25,13 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         help="skip trajectories with fewer positions (default %(default)s)",
     )
+    parser.add_argument(
+        "--symmetry",
+        type=int,
+        choices=(1, 2, 4, 6),
+        help="the particles' rotational symmetry, for rotational statistics: angles are modulo 360°/N "
+        "(default: what a record's daemon ran with, else 2)",
+    )
     parser.add_argument("--no-figures", action="store_true", help="write the tables only")
 
 
@@ -40,7 +47,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     path: Path = args.path
     out: Path = args.out or path.with_name(path.stem + "-analysis")
     try:
-        result = analyze(load(path, args.pixel_size_nm, args.fps), args.max_lag, args.min_frames)
+        data = load(path, args.pixel_size_nm, args.fps)
+        symmetry = args.symmetry or data.symmetry or 2
+        result = analyze(data, args.max_lag, args.min_frames, symmetry=symmetry)
         files = write_tables(result, out)
         if not args.no_figures:
             from lptem.clients.analysis.figures import write_figures  # noqa: PLC0415 - matplotlib only when needed
@@ -70,3 +79,8 @@ def _print_report(result: Analysis) -> None:
         )
     fit = result.ensemble_fit
     print(f"  ensemble (trackpy emsd weighting): D {fit.diffusion:.4g} {unit}  α {fit.alpha:.3f}")
+    if result.rotation is not None:
+        print(f"  rotation (angles modulo {360 // result.rotation.symmetry}°), D_r in rad²/{d.time_unit}^α:")
+        for row in result.rotation.fits.itertuples():
+            note = f"  ({row.note})" if row.note else ""
+            print(f"  particle {row.particle:>5}: D_r {row.D_r:11.4g}  α {row.alpha:6.3f}{note}")

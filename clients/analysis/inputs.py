@@ -12,6 +12,7 @@ import pandas as pd
 
 from lptem.engine.msd import positions_by_frame
 from lptem.service.exports import read_record, samem_angle_deg
+from lptem.service.record import RECORD_FILE, iter_entries
 
 log = logging.getLogger("lptem.analyze")
 
@@ -33,6 +34,8 @@ class Trajectories:
     pixel_size_nm: float | None
     frame_time_s: float | None
     source: str
+    symmetry: int | None = None
+    """The angles' symmetry when the source says (a record of ``-E symmetry=N``); else unknown."""
 
     @property
     def length_unit(self) -> str:
@@ -71,6 +74,18 @@ class Trajectories:
 
     def has_angles(self) -> bool:
         return "angle" in self.table.columns and bool(self.table["angle"].notna().any())
+
+    def dense_angles(self, min_frames: int) -> dict[int, np.ndarray]:
+        """Per particle with at least ``min_frames`` angles: (n_frames,) θ in degrees, NaN in gaps."""
+        out: dict[int, np.ndarray] = {}
+        if not self.has_angles():
+            return out
+        for particle, rows in self.table.dropna(subset=["angle"]).groupby("particle"):
+            if len(rows) >= min_frames:
+                angles = rows["angle"].to_numpy(dtype=np.float64)
+                _, dense = positions_by_frame(rows["frame"], np.stack([angles, angles], axis=1))
+                out[int(particle)] = dense[:, 0]
+        return out
 
     def dense(self, min_frames: int) -> dict[int, np.ndarray]:
         """Per particle with at least ``min_frames`` positions: (n_frames, 2) positions in the length
@@ -149,7 +164,16 @@ def _load_record(folder: Path, pixel_size_nm: float | None, fps: float | None) -
         pixel_size_nm = _record_pixel_size(seen)
     frame_time = 1 / fps if fps else _frame_time(frames)
     table = seen[["frame", "particle", "x", "y", "angle", "shown_frame"]].reset_index(drop=True)
-    return Trajectories(table, pixel_size_nm, frame_time, str(folder))
+    return Trajectories(table, pixel_size_nm, frame_time, str(folder), _record_symmetry(folder))
+
+
+def _record_symmetry(folder: Path) -> int | None:
+    """The ``-E symmetry=N`` the recording daemon ran with, if the record says."""
+    if not (folder / RECORD_FILE).exists():
+        return None
+    kind, session = next(iter_entries(folder), ("", {}))
+    value = session.get("engine_options", {}).get("symmetry") if kind == "session" else None
+    return int(value) if value is not None else None
 
 
 def _record_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -8,6 +8,9 @@ trackpy table (frame, particle, x, y; CSV or Parquet). Writes into ``--out``:
     ensemble_msd.csv       lag, lag_s, mean_nm2 (over particles), weighted_nm2 (emsd), particles, pairs
     vacf.csv               lag, lag_s, vacf, pairs
     displacements.csv      lag, n, sd_x_nm, sd_y_nm, kurtosis_x, kurtosis_y (excess)
+    rotation_fits.csv      particle, frames, D_r_rad2_per_s_alpha, alpha, fitted lags, r² (MSD_θ = 2 D_r τ^α),
+                           when the input has angles (unwrapped modulo 360°/--symmetry)
+    rotational_msd.csv     particle, lag, lag_s, msd_rad2, pairs
     summary.json           units, column names, per-particle and ensemble fits (null where undefined)
     *.png                  the same as figures, plus trajectories coloured by time and angle traces
 
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from lptem.clients.analysis.inputs import AnalyzeError, Trajectories
+from lptem.clients.analysis.rotation import Rotation, rotation, rotation_columns
 from lptem.engine.analysis import (
     Displacements,
     EnsembleMsd,
@@ -52,6 +56,8 @@ class Analysis:
     vacf: np.ndarray
     vacf_pairs: np.ndarray
     displacements: list[Displacements]
+    rotation: Rotation | None = None
+    """Rotational MSD and D_r per particle (None when the input carries no angles)."""
 
 
 def analyze(
@@ -59,6 +65,7 @@ def analyze(
     max_lag: int = 50,
     min_frames: int = 20,
     displacement_lags: tuple[int, ...] = (1, 4, 16),
+    symmetry: int = 2,
 ) -> Analysis:
     trajectories = data.dense(min_frames)
     if not trajectories:
@@ -92,6 +99,7 @@ def analyze(
         vacf,
         vacf_pairs,
         [displacements(walks, lag) for lag in displacement_lags],
+        rotation(data, symmetry, max_lag, min_frames),
     )
 
 
@@ -135,9 +143,18 @@ def write_tables(result: Analysis, out: Path) -> list[str]:
     units = _unit_columns(result.data)
     for name, table in tables.items():
         table.rename(columns=units).to_csv(out / name, index=False)
+    names = list(tables)
+    if result.rotation is not None:
+        turning = rotation_columns(result.data)
+        for name, table in (
+            ("rotation_fits.csv", result.rotation.fits),
+            ("rotational_msd.csv", result.rotation.per_particle),
+        ):
+            table.rename(columns=turning).to_csv(out / name, index=False)
+            names.append(name)
     summary = json.dumps(_without_nan(_summary(result)), indent=1, allow_nan=False, default=_json_number)
     (out / "summary.json").write_text(summary)
-    return [*tables, "summary.json"]
+    return [*names, "summary.json"]
 
 
 def _unit_columns(data: Trajectories) -> dict[str, str]:
@@ -198,7 +215,13 @@ def _summary(result: Analysis) -> dict[str, object]:
             "note": fit.reason or "",
         },
         "fits": result.fits.to_dict(orient="records"),
-    }
+        "rotation": None if result.rotation is None else {
+            "symmetry": result.rotation.symmetry,
+            "model": "MSD_theta = 2 D_r tau^alpha (rotation about the beam axis)",
+            "D_r_unit": f"rad^2/{d.time_unit}^alpha",
+            "fits": result.rotation.fits.to_dict(orient="records"),
+        },
+    }  # fmt: skip
 
 
 def _json_number(value: object) -> object:

@@ -246,3 +246,37 @@ def test_a_samem_angle_is_read_in_our_convention(tmp_path):
          "angle": [90.0, 60.0, -30.0]}
     ).to_csv(path, index=False)  # fmt: skip
     assert load(path, None, None).table["angle"].tolist() == [0.0, 30.0, -60.0]
+
+
+def test_rotational_diffusion_of_cubes_from_a_record(tmp_path: Path) -> None:
+    """Two cubes turning freely (2° s.d. per frame at 50 fps: D_r = 0.0609 rad²/s), recorded by a daemon
+    run with -E symmetry=4, so θ is modulo 90°: `lptem analyze` unwraps it and recovers D_r."""
+    rng = np.random.default_rng(8)
+    sigma, box = np.radians(2.0), (0, 0, 4, 4)
+    turns = np.cumsum(rng.normal(0.0, sigma, size=(2, 3000)), axis=1)
+    theta = (np.degrees(turns) + 45.0) % 90.0 - 45.0
+    writer = RecordWriter(tmp_path / "rec", {"engine": "classical", "engine_options": {"symmetry": "4"}})
+    for frame in range(turns.shape[1]):
+        t_ns = 1_700_000_000_000_000_000 + frame * FRAME_NS
+        objects = tuple(
+            TrackedObject(p + 1, 100.0 + 50 * p, 100.0, float(theta[p, frame]), 400.0, 1.0, True, box)
+            for p in range(2)
+        )
+        message = TrackMessage(frame, 0, t_ns, t_ns, t_ns, "classical", 0, objects)
+        writer.write("track", encode_result(TOPIC_TRACK, message)[1])
+    writer.close()
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "rec"), "--out", str(out), "--no-figures"]) == 0
+    fits = pd.read_csv(out / "rotation_fits.csv")
+    expected = sigma**2 / (2 * FRAME_NS / 1e9)
+    assert fits["D_r_rad2_per_s_alpha"].to_numpy() == pytest.approx(expected, rel=0.1)
+    assert fits["alpha"].to_numpy() == pytest.approx(1.0, abs=0.05)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rotation"]["symmetry"] == 4
+    assert list(pd.read_csv(out / "rotational_msd.csv").columns) == [
+        "particle",
+        "lag",
+        "lag_s",
+        "msd_rad2",
+        "pairs",
+    ]
