@@ -68,7 +68,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "measure a running daemon: latency distributions per stage and frame losses",
     ),
     "sim": (
-        "lptem.clients.camera.simcam",
+        "lptem.clients.camera.sim_cli",
         "add_sim_arguments",
         "run_sim",
         "simulated LPTEM camera: stream to the daemon, or write a movie with ground truth",

@@ -36,17 +36,38 @@ class Motion:
     rotation_sigma_deg: float = 0.0
     drift_px: tuple[float, float] = (0.0, 0.0)
     """Constant velocity (vx, vy), px/frame."""
+    trap_relaxation: float = 0.0
+    """Share of its offset from its site (its starting position) a particle loses each frame: a harmonic
+    trap (Ornstein–Uhlenbeck, e.g. a lattice site of a crystal); 0 = free. See :meth:`trap_variance_px2`."""
+    rocking_relaxation: float = 0.0
+    """The same for the angle about its starting angle (rocking instead of free rotation); 0 = free."""
     block_frames: int = 4096
 
     def __post_init__(self) -> None:
         if self.sigma_px < 0 or self.rotation_sigma_deg < 0:
             raise ValueError("sigma_px and rotation_sigma_deg must be >= 0")
+        if not (0 <= self.trap_relaxation < 1 and 0 <= self.rocking_relaxation < 1):
+            raise ValueError("trap_relaxation and rocking_relaxation must be in [0, 1)")
+        if self.trap_relaxation and self.model != "brownian":
+            raise ValueError("a trap confines Brownian motion (model='brownian')")
         if self.model == "brownian" and self.alpha != 1.0:
             raise ValueError("brownian motion has alpha = 1; use model='fbm' for another exponent")
         if self.model == "fbm" and not 0 < self.alpha < 2:
             raise ValueError("fbm needs 0 < alpha < 2")
         if self.model == "ctrw" and not (0 < self.alpha < 1 and self.ctrw_t0_frames > 0):
             raise ValueError("ctrw needs 0 < alpha < 1 and ctrw_t0_frames > 0")
+
+    def trap_variance_px2(self) -> float:
+        """Stationary variance of a trapped particle's offset from its site, per axis, px²: the AR(1)
+        x' = (1 − k) x + ξ with Var ξ = σ² has Var x = σ² / (1 − (1 − k)²). Equipartition then gives the
+        spring constant κ = kT / Var x."""
+        k = self.trap_relaxation
+        return math.inf if k == 0 else self.sigma_px**2 / (1 - (1 - k) ** 2)
+
+    def rocking_variance_deg2(self) -> float:
+        """Stationary variance of a rocking particle's angle about its starting angle, degrees²."""
+        k = self.rocking_relaxation
+        return math.inf if k == 0 else self.rotation_sigma_deg**2 / (1 - (1 - k) ** 2)
 
     @property
     def diffusion_px2_per_frame(self) -> float:

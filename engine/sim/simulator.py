@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lptem.engine.sim.geometry import clip, coverage_inside, expanded, intersection, merge, overlap, separate
 from lptem.engine.sim.motion import Displacements, Motion
 from lptem.engine.sim.optics import F32, NoiseBank, Stack, apply_mtf, mtf_grid, noise_std_factor, psf_kernel
 from lptem.engine.sim.shapes import Footprint, Shape, ShapeKind, footprint_area_px, render
@@ -45,6 +46,8 @@ class Particles:
     """Place all particles inside the field of view at the start (else anywhere in the world)."""
     start_px: tuple[tuple[float, float], ...] | None = None
     """Starting centres (x, y) in frame px, one per particle, instead of random places."""
+    start_angle_deg: float | None = None
+    """Every particle starts at this angle (a crystal's common orientation) instead of a random one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +121,13 @@ class Simulator:
         rows, cols = c.shape
         self.world = (rows + 2 * self.margin, cols + 2 * self.margin)
         self.fov_origin = np.array([float(self.margin), float(self.margin)])  # (x, y) in the world
-        self.angles = self.rng.uniform(-90.0, 90.0, len(self.shapes))
+        start = c.particles.start_angle_deg
+        n = len(self.shapes)
+        self.angles = self.rng.uniform(-90.0, 90.0, n) if start is None else np.full(n, float(start))
         self.unwrapped = self._place_particles()
+        self.sites = self.unwrapped.copy()
+        """Starting positions (world px): the centres of the traps when the motion has one."""
+        self.site_angles = self.angles.copy()
         self.steps = Displacements(c.motion, len(self.shapes), self.rng)
         self.index = 0
         self.beam_blanked = False
@@ -205,11 +213,12 @@ class Simulator:
 
     def _move(self) -> None:
         steps, turns = self.steps.next()
-        self.unwrapped = self.unwrapped + steps
-        self.angles = self.angles + turns
+        m = self.config.motion
+        self.unwrapped = self.unwrapped + steps - m.trap_relaxation * (self.unwrapped - self.sites)
+        self.angles = self.angles + turns - m.rocking_relaxation * (self.angles - self.site_angles)
         if self.config.collisions and len(self.shapes) > 1:
             radii = np.array([s.bounding_radius_px for s in self.shapes])
-            self.unwrapped = _separate(self.unwrapped, radii, np.array([self.world[1], self.world[0]], float))
+            self.unwrapped = separate(self.unwrapped, radii, np.array([self.world[1], self.world[0]], float))
 
     def _frame_positions(self) -> npt.NDArray[np.float64]:
         """Particle centres in frame coordinates, wrapped into [-margin, size + margin)."""
@@ -222,7 +231,7 @@ class Simulator:
         c = self.config
         lam_bg = 0.0 if self.beam_blanked else self.stack.background(c.frame_time_s, c.pixel_size_nm)
         frame = (0, c.shape[0], 0, c.shape[1])
-        rects = _merge([r for f in footprints if _overlap(r := _expanded(f, c.psf_radius_px), frame)])
+        rects = merge([r for f in footprints if overlap(r := expanded(f, c.psf_radius_px), frame)])
         scale, offset = self._output_scale(lam_bg)
         if self._noise is None:
             image = self._exact(footprints, rects, lam_bg) * np.float32(scale) + np.float32(offset)
@@ -237,7 +246,7 @@ class Simulator:
         t_sum = np.zeros_like(p_sum)  # Σ t_p, nm
         pixel = self.config.pixel_size_nm
         for f, mfp in zip(footprints, self.mfp_nm, strict=True):
-            window = _clip(f, rect)
+            window = clip(f, rect)
             if window is None:
                 continue
             (fr, fc), (wr, wc) = window
@@ -268,7 +277,7 @@ class Simulator:
             blurred = cv2.filter2D(
                 self._deficit(footprints, rect, lam_bg), -1, self._psf, borderType=cv2.BORDER_CONSTANT
             )
-            inside, local = _intersection(rect, frame)
+            inside, local = intersection(rect, frame)
             noise = (out[inside] - np.float32(scale * lam_bg + offset)) / np.float32(a)
             mean = lam_bg - blurred[local]
             out[inside] = scale * (mean + np.sqrt(np.maximum(mean + read2, 0.0)) * noise) + offset
@@ -284,7 +293,7 @@ class Simulator:
         lam = np.full((rows + 2 * pad, cols + 2 * pad), lam_bg, dtype=np.float64)
         canvas = (-pad, rows + pad, -pad, cols + pad)
         for rect in rects:
-            inside, local = _intersection(rect, canvas)  # ``inside`` is in canvas indices already
+            inside, local = intersection(rect, canvas)  # ``inside`` is in canvas indices already
             lam[inside] -= self._deficit(footprints, rect, lam_bg)[local]
         counts = self.rng.poisson(np.maximum(lam, 0.0)) + self.rng.normal(
             0.0, self.stack.read_noise_e, lam.shape
@@ -316,7 +325,7 @@ class Simulator:
         self, xy: npt.NDArray[np.float64], footprints: list[Footprint], want_labels: bool
     ) -> FrameTruth:
         rows, cols = self.config.shape
-        area = np.array([_coverage_inside(f, self.config.shape) for f in footprints])
+        area = np.array([coverage_inside(f, self.config.shape) for f in footprints])
         total = np.array([float(f.coverage.sum()) for f in footprints])
         visible = (xy[:, 0] >= -0.5) & (xy[:, 0] < cols - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < rows - 0.5)
         theta = np.mod(self.angles + 90.0, 180.0) - 90.0
@@ -331,7 +340,7 @@ class Simulator:
         labels = np.zeros(self.config.shape, np.uint16)
         full = (0, self.config.shape[0], 0, self.config.shape[1])
         for k in np.argsort(-self.depth_nm):  # far from the detector first; nearer ones paint over
-            window = _clip(footprints[k], full)
+            window = clip(footprints[k], full)
             if window is not None:
                 (fr, fc), (wr, wc) = window
                 labels[wr, wc][footprints[k].coverage[fr, fc] >= 0.5] = k + 1
@@ -356,90 +365,3 @@ class Simulator:
                 "particle_areas_px": [footprint_area_px(s) for s in self.shapes],
             },
         }
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def _separate(
-    xy: npt.NDArray[np.float64],
-    radii: npt.NDArray[np.float64],
-    world: npt.NDArray[np.float64],
-    passes: int = 3,
-) -> npt.NDArray[np.float64]:
-    """Push overlapping discs apart along their centre line (equal shares), a few passes. Distances
-    follow the periodic world's minimum-image convention."""
-    xy = xy.copy()
-    contact = radii[:, None] + radii[None, :]
-    for _ in range(passes):
-        delta = xy[:, None, :] - xy[None, :, :]
-        delta -= world * np.round(delta / world)
-        dist = np.hypot(delta[..., 0], delta[..., 1])
-        np.fill_diagonal(dist, np.inf)
-        overlap = np.clip(contact - dist, 0.0, None)
-        if not overlap.any():
-            break
-        direction = delta / np.maximum(dist, 1e-9)[..., None]
-        xy += 0.5 * (overlap[..., None] * direction).sum(axis=1)
-    return xy
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
-
-
-def _expanded(f: Footprint, pad: int) -> tuple[int, int, int, int]:
-    """The footprint's window grown by ``pad`` on every side (not clipped to the frame)."""
-    h, w = f.thickness_px.shape
-    return (f.r0 - pad, f.r0 + h + pad, f.c0 - pad, f.c0 + w + pad)
-
-
-def _intersection(
-    rect: tuple[int, int, int, int], area: tuple[int, int, int, int]
-) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-    """Slices of ``rect`` ∩ ``area`` in area coordinates (offset by the area's origin) and in rect's."""
-    r0, r1 = max(rect[0], area[0]), min(rect[1], area[1])
-    c0, c1 = max(rect[2], area[2]), min(rect[3], area[3])
-    in_area = (slice(r0 - area[0], r1 - area[0]), slice(c0 - area[2], c1 - area[2]))
-    in_rect = (slice(r0 - rect[0], r1 - rect[0]), slice(c0 - rect[2], c1 - rect[2]))
-    return in_area, in_rect
-
-
-def _merge(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Merge overlapping rectangles (r0, r1, c0, c1) until all are disjoint."""
-    rects = list(rects)
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(rects)):
-            for j in range(i + 1, len(rects)):
-                a, b = rects[i], rects[j]
-                if _overlap(a, b):
-                    rects[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
-                    del rects[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return rects
-
-
-def _clip(
-    f: Footprint, rect: tuple[int, int, int, int]
-) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
-    """Slices (into the footprint, into the rect) of their intersection, or None."""
-    h, w = f.thickness_px.shape
-    r0, r1 = max(f.r0, rect[0]), min(f.r0 + h, rect[1])
-    c0, c1 = max(f.c0, rect[2]), min(f.c0 + w, rect[3])
-    if r0 >= r1 or c0 >= c1:
-        return None
-    inside = (slice(r0 - f.r0, r1 - f.r0), slice(c0 - f.c0, c1 - f.c0))
-    target = (slice(r0 - rect[0], r1 - rect[0]), slice(c0 - rect[2], c1 - rect[2]))
-    return inside, target
-
-
-def _coverage_inside(f: Footprint, shape: tuple[int, int]) -> float:
-    window = _clip(f, (0, shape[0], 0, shape[1]))
-    if window is None:
-        return 0.0
-    return float(f.coverage[window[0]].sum())

@@ -78,3 +78,17 @@ def test_sim_refuses_impossible_configurations():
     result = lptem("sim", "--out", "/tmp/never", "--size", "64", "--particles", "40", "--width-nm", "10")
     assert result.returncode == 2
     assert "cannot place" in result.stderr
+
+
+def test_the_crystal_preset_writes_a_lattice_of_cubes_with_its_truth(tmp_path):
+    out = tmp_path / "crystal"
+    scene = ["--preset", "crystal", "--width-nm", "11", "--pixel-size-nm", "0.5", "--vacancies", "0.1"]
+    result = lptem("sim", *scene, "--size", "256", "--out", str(out), "--frames", "3", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "simulating 44 particles" in result.stderr
+    truth = pd.read_parquet(out / "truth.parquet")
+    first = truth[truth["frame"] == 0]
+    assert len(first) == 44  # 7 x 7 sites, 5 left empty
+    pitch = np.diff(np.unique(first["x"].round(0)))
+    assert np.median(pitch) == pytest.approx(27.0, abs=1.5)  # 22 px cubes, 5 px gaps, ±1 px jiggle
+    assert json.loads((out / "sim.json").read_text())["config"]["particles"]["shape"] == "cube"
