@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py                          # classical vs trackpy, the full grid
     python benchmarks/accuracy.py --engines classical --thickness 5 50 --particles 3 --json acc.json
+    python benchmarks/accuracy.py --scene fast-rod                 # SAM-EM-like rod: default vs tuned flags
 
 Grid: engines x liquid thickness (nm) x number of particles, default particles (calibrated 9.3 nm gold
 spheres, 37 px, CNR 0.98 at 5 nm), Brownian motion with collisions. Protocol as SAM-EM's: one box prompt
@@ -14,6 +15,10 @@ detection F1 against truth (generous to trackpy). Scores:
 * centroid error: median and p90 over matched detections, px and nm;
 * identity switches (total, and those while the particles were apart);
 * tracked: share of (particle, frame) pairs in view with a matched detection.
+
+Scene ``fast-rod``: one rod of 100 x 41 px (10.25 nm at 0.25 nm/px) in 5 nm of liquid, moving as SAM-EM's
+example clip does (fractional Brownian motion, α = 0.2, 22 px per frame per axis), one true box prompt on
+frame 0: the classical engine with **no** ``-E`` flag, the same with hand-tuned flags, and trackpy.
 """
 
 from __future__ import annotations
@@ -40,13 +45,27 @@ from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
 
 
-def simulate(thickness: float, count: int, n_frames: int, size: int, seed: int) -> list[SimFrame]:
-    config = SimConfig(
+def grid_config(thickness: float, count: int, size: int) -> SimConfig:
+    return SimConfig(
         shape=(size, size),
         stack=Stack(liquid_thickness_nm=thickness),
         particles=Particles(count=count),
         motion=Motion("brownian", sigma_px=2.0),
     )
+
+
+def fast_rod_config(size: int) -> SimConfig:
+    """SAM-EM's example clip as the simulator calibrates it (docs/simulator.md): a 100 x 41 px rod."""
+    rod = Particles(count=1, shape="rod", width_nm=10.25, rod_aspect=100 / 41, dispersity=0.0)
+    return SimConfig(shape=(size, size), stack=Stack(liquid_thickness_nm=5.0), particles=rod,
+                     motion=Motion("fbm", sigma_px=22.0, alpha=0.2))  # fmt: skip
+
+
+FAST_ROD_TUNED = {"particle_radius_px": "40", "smoothing_px": "12", "gate_px": "80"}
+"""The flags hand-tuned for the rod (a user who knows its size and its jumps)."""
+
+
+def simulate(config: SimConfig, n_frames: int, seed: int) -> list[SimFrame]:
     sim = Simulator(config, seed=seed)
     return [sim.next(want_labels=True) for _ in range(n_frames)]
 
@@ -57,9 +76,9 @@ def truth_positions(frames: list[SimFrame]) -> npt.NDArray[np.float64]:
     )
 
 
-def run_engine(name: str, frames: list[SimFrame], radius_px: float) -> tuple[pd.DataFrame, list[Any]]:
+def run_engine(name: str, frames: list[SimFrame], options: dict[str, str]) -> tuple[pd.DataFrame, list[Any]]:
     """Prompt each particle with its true box on frame 0; return visible rows and label maps."""
-    tracker = create_tracker(name, {"particle_radius_px": f"{radius_px}"} if name == "classical" else {})
+    tracker = create_tracker(name, options)
     labels0 = frames[0].truth.labels
     assert labels0 is not None
     for k in range(len(frames[0].truth.x)):
@@ -95,12 +114,12 @@ def run_trackpy(frames: list[SimFrame], radius_px: float, minmass: float) -> pd.
     return linked.rename(columns={"particle": "id"})[["frame", "id", "x", "y"]]
 
 
-def tune_minmass(thickness: float, count: int, size: int, radius_px: float) -> float:
+def tune_minmass(config: SimConfig, radius_px: float) -> float:
     """The minmass that gives trackpy its best detection F1 on a separate 20-frame movie."""
     import trackpy as tp  # noqa: PLC0415
 
     tp.quiet()
-    frames = simulate(thickness, count, 20, size, seed=999)
+    frames = simulate(config, 20, seed=999)
     truth = truth_positions(frames)
     diameter = int(2 * radius_px) | 1
     found = tp.batch([f.image for f in frames], diameter, invert=True, separation=diameter, engine="python")
@@ -165,14 +184,14 @@ def evaluate(
 
 
 HEADER = (
-    f"{'engine':<11} {'liquid/nm':>9} {'n':>3} {'J':>5} {'F':>5} {'J&F':>5} {'err50/px':>8} {'err90/px':>8}"
+    f"{'engine':<16} {'liquid/nm':>9} {'n':>3} {'J':>5} {'F':>5} {'J&F':>5} {'err50/px':>8} {'err90/px':>8}"
     f" {'err50/nm':>8} {'switch':>6} {'apart':>5} {'tracked':>7}"
 )
 
 
 def row_text(r: dict[str, Any]) -> str:
     return (
-        f"{r['engine']:<11} {r['thickness_nm']:>9g} {r['particles']:>3} {r['J']:5.2f} {r['F']:5.2f}"
+        f"{r['engine']:<16} {r['thickness_nm']:>9g} {r['particles']:>3} {r['J']:5.2f} {r['F']:5.2f}"
         f" {r['J&F']:5.2f} {r['err_median_px']:8.2f} {r['err_p90_px']:8.2f} {r['err_median_nm']:8.2f}"
         f" {r['switches']:>6} {r['switches_apart']:>5} {r['tracked']:7.2f}"
     )
@@ -194,7 +213,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512, help="frame side, px")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--scene", choices=("grid", "fast-rod"), default="grid", help="(default %(default)s)")
     args = parser.parse_args()
+    if args.scene == "fast-rod":
+        return fast_rod(args)
     pixel_nm = SimConfig().pixel_size_nm
     radius_px = Particles().width_nm / pixel_nm / 2
     print(f"machine: {machine()}\n{args.frames} frames of {args.size}^2 per condition, default particles")
@@ -203,18 +225,15 @@ def main() -> int:
     print(HEADER)
     results = []
     for thickness, count in itertools.product(args.thickness, args.particles):
-        frames = simulate(thickness, count, args.frames, args.size, args.seed)
+        config = grid_config(thickness, count, args.size)
+        frames = simulate(config, args.frames, args.seed)
         for engine in args.engines:
             t0 = time.perf_counter()
             if engine == "trackpy":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # trackpy's pandas deprecation chatter
-                    rows = run_trackpy(
-                        frames, radius_px, tune_minmass(thickness, count, args.size, radius_px)
-                    )
-                labels = None
+                rows, labels = quiet_trackpy(frames, config, radius_px), None
             else:
-                rows, labels = run_engine(engine, frames, radius_px)
+                options = {"particle_radius_px": f"{radius_px}"} if engine == "classical" else {}
+                rows, labels = run_engine(engine, frames, options)
             r = {
                 "engine": engine,
                 "thickness_nm": thickness,
@@ -227,6 +246,40 @@ def main() -> int:
     dump_json(
         args.json, {"machine": machine(), "args": {**vars(args), "json": str(args.json)}, "results": results}
     )
+    return 0
+
+
+def quiet_trackpy(frames: list[SimFrame], config: SimConfig, radius_px: float) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # trackpy's pandas deprecation chatter
+        return run_trackpy(frames, radius_px, tune_minmass(config, radius_px))
+
+
+def fast_rod(args: argparse.Namespace) -> int:
+    """The fast-rod scene: default flags, hand-tuned flags and trackpy on the same movie."""
+    config = fast_rod_config(args.size)
+    frames = simulate(config, args.frames, args.seed)
+    radius_px = 41 / 2  # the rod's half-width: trackpy's feature size and the matching radius
+    print(f"machine: {machine()}\nfast rod (100 x 41 px, fbm alpha 0.2, 22 px/frame/axis), 5 nm of liquid,")
+    print(f"{args.frames} frames of {args.size}^2, one true box prompt on frame 0\n")
+    print(HEADER + "  lost")
+    results = []
+    runs: tuple[tuple[str, str, dict[str, str]], ...] = (
+        ("classical", "classical", {}),
+        ("classical-tuned", "classical", FAST_ROD_TUNED),
+        ("trackpy", "", {}),
+    )
+    for label, engine, options in runs:
+        if not engine:
+            rows, labels = quiet_trackpy(frames, config, radius_px), None
+        else:
+            rows, labels = run_engine(engine, frames, options)
+        r = {"engine": label, "thickness_nm": 5.0, "particles": 1,
+             **evaluate(rows, frames, radius_px, config.pixel_size_nm, labels)}  # fmt: skip
+        r["lost_frames"] = args.frames - rows["frame"].nunique()  # frames without any result
+        results.append(r)
+        print(f"{row_text(r)}  {r['lost_frames']:>4}", flush=True)
+    dump_json(args.json, {"machine": machine(), "scene": "fast-rod", "results": results})
     return 0
 
 
