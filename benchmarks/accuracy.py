@@ -61,8 +61,9 @@ def fast_rod_config(size: int) -> SimConfig:
                      motion=Motion("fbm", sigma_px=22.0, alpha=0.2))  # fmt: skip
 
 
-FAST_ROD_TUNED = {"particle_radius_px": "40", "smoothing_px": "12", "gate_px": "80"}
-"""The flags hand-tuned for the rod (a user who knows its size and its jumps)."""
+FAST_ROD_TUNED = {"particle_radius_px": "40", "smoothing_px": "12", "gate_px": "80", "object_scale": "false"}
+"""The flags hand-tuned for the rod (a user who knows its size and its jumps, and sets it for every object
+instead of letting each take its own from its prompt)."""
 
 
 def simulate(config: SimConfig, n_frames: int, seed: int) -> list[SimFrame]:

@@ -53,6 +53,11 @@ class ClassicalConfig(DetectorConfig):
     confirm_frames: int = 3
     """Auto-detect: a candidate becomes an object after this many consecutive detections (noise
     peaks rarely repeat; particles do)."""
+    object_scale: bool = True
+    """A prompted object whose box says it is much larger or smaller than ``particle_radius_px`` (radius
+    0.4 x the box's shorter side, more than 1.5 times off) is detected at its own scale: its denoising,
+    mask area limits, background scale and binning follow from that radius, so one frame can hold
+    particles of very different sizes. False: every object at ``particle_radius_px``."""
 
     def __post_init__(self) -> None:
         DetectorConfig.__post_init__(self)
@@ -79,6 +84,8 @@ class _Track:
     frames_tracked: int = 0
     frames_missing: int = 0
     motion: StepHistory = field(default_factory=StepHistory)
+    radius_px: float | None = None
+    """The object's own scale (from its prompt box), or None: the configured particle radius."""
 
 
 class ClassicalTracker:
@@ -89,6 +96,7 @@ class ClassicalTracker:
     def __init__(self, config: ClassicalConfig | None = None) -> None:
         self.config = config or ClassicalConfig()
         self.detector = Detector(self.config)
+        self._detectors: dict[float, Detector] = {self.config.particle_radius_px: self.detector}
         self._auto_detect = self.config.auto_detect
         self._tracks: dict[int, _Track] = {}
         candidate_gate = self.config.gate_px or self.config.initial_gate_px
@@ -108,10 +116,33 @@ class ClassicalTracker:
             self._ids.claim(obj_id)
         track = self._tracks.get(obj_id)
         if track is None:
-            self._tracks[obj_id] = _Track(obj_id, "prompt", pending=prompt)
+            track = self._tracks[obj_id] = _Track(obj_id, "prompt", pending=prompt)
         else:
             track.pending = prompt
+        if prompt.box is not None:
+            track.radius_px = self._prompted_radius(prompt)
         return obj_id
+
+    def _prompted_radius(self, prompt: Prompt) -> float | None:
+        """The object's own radius from its prompt box, when it differs enough from the configured one."""
+        b = prompt.box
+        if b is None or not self.config.object_scale:
+            return None
+        radius = max(1.0, round(0.4 * min(b.x1 - b.x0, b.y1 - b.y0)))
+        ratio = radius / self.config.particle_radius_px
+        return radius if not 1 / 1.5 <= ratio <= 1.5 else None
+
+    def _radius(self, track: _Track) -> float:
+        return track.radius_px or self.config.particle_radius_px
+
+    def _detector_for(self, radius: float) -> Detector:
+        """A detector at ``radius``: the scale-dependent settings derived from it, the rest as configured."""
+        detector = self._detectors.get(radius)
+        if detector is None:
+            config = replace(self.config, particle_radius_px=radius, smoothing_px=None, min_area_px=None,
+                             max_area_px=None, background_scale_px=None, bin_factor=None)  # fmt: skip
+            detector = self._detectors[radius] = Detector(config)
+        return detector
 
     def remove_object(self, obj_id: int) -> None:
         if self._tracks.pop(obj_id, None) is None:
@@ -141,21 +172,30 @@ class ClassicalTracker:
     def step(self, frame: Frame, *, want_labels: bool = False) -> StepResult:
         self._index += 1
         self._shape = (int(frame.shape[0]), int(frame.shape[1]))
+        default = self.config.particle_radius_px
+        groups: dict[float, list[_Track]] = {default: []}
+        for track in self._tracks.values():
+            groups.setdefault(self._radius(track), []).append(track)
+        held: list[tuple[Detection, _Track]] = []  # what each object holds this frame
+        claimed: set[int] = set()
         found = self.detector.detect(frame)
-        tracks = list(self._tracks.values())
-        pairs = self._associate(tracks, found)
-        held = [(found.detections[j], tracks[i]) for i, j in pairs]  # what each object holds this frame
-        for det, track in held:
-            self._update(track, det)
-        for i in sorted(set(range(len(tracks))) - {i for i, _ in pairs}):
-            near = self._search_near(tracks[i], found, [d for d, _ in held])
-            if near is None:
-                self._mark_missing(tracks[i])
-            else:
-                self._update(tracks[i], near)
-                held.append((near, tracks[i]))
+        for radius, tracks in groups.items():  # each scale's objects among that scale's detections
+            here = found if radius == default else self._detector_for(radius).detect(frame)
+            pairs = self._associate(tracks, here)
+            if radius == default:
+                claimed = {j for _, j in pairs}
+            for i, j in pairs:
+                self._update(tracks[i], here.detections[j])
+                held.append((here.detections[j], tracks[i]))
+            for i in sorted(set(range(len(tracks))) - {i for i, _ in pairs}):
+                near = self._search_near(tracks[i], here, [d for d, _ in held])
+                if near is None:
+                    self._mark_missing(tracks[i])
+                else:
+                    self._update(tracks[i], near)
+                    held.append((near, tracks[i]))
         removed = self._forget_lost()
-        added = self._adopt_newcomers(found, {j for _, j in pairs}, held) if self._auto_detect else []
+        added = self._adopt_newcomers(found, claimed, held) if self._auto_detect else []
         objects = tuple(t.last for t in sorted(self._tracks.values(), key=lambda t: t.id) if t.last)
         labels = _paint(frame.shape, [(d, t.id) for d, t in held]) if want_labels else None
         return StepResult(objects, labels, tuple(added), tuple(removed))
@@ -185,7 +225,7 @@ class ClassicalTracker:
         for i, track in enumerate(tracks):
             if track.pending is not None:
                 refs[i] = track.pending.anchor()
-                gates[i], allowed[i] = self._prompt_gate(track.pending, dets)
+                gates[i], allowed[i] = self._prompt_gate(track.pending, dets, self._radius(track))
             else:
                 refs[i], gates[i] = self._expected(track)
         return gated_assignment(refs, det_xy, gates, allowed)
@@ -198,18 +238,18 @@ class ClassicalTracker:
         if self.config.gate_px is not None:
             return at, self.config.gate_px * growth
         area = track.last.area_px
-        radius = float(np.sqrt(area / np.pi)) if area > 0 else self.config.particle_radius_px
+        radius = float(np.sqrt(area / np.pi)) if area > 0 else self._radius(track)
         initial = max(self.config.initial_gate_px, 2 * radius)
         gate = track.motion.gate(radius, initial, track.frames_missing, self.config.gate_growth_cap)
         return at, gate
 
     def _prompt_gate(
-        self, prompt: Prompt, dets: tuple[Detection, ...]
+        self, prompt: Prompt, dets: tuple[Detection, ...], margin: float
     ) -> tuple[float, npt.NDArray[np.bool_]]:
-        """Gate (px) and admissible detections for a prompt: inside its box, holding its clicks."""
+        """Gate (px) and admissible detections for a prompt: inside its box widened by ``margin`` px (the
+        object's radius), holding its clicks."""
         allowed = np.ones(len(dets), dtype=bool)
         gate = self.config.gate_px or self.config.initial_gate_px
-        margin = self.config.particle_radius_px
         if prompt.box is not None:
             b = prompt.box
             gate = float(np.hypot(b.x1 - b.x0, b.y1 - b.y0)) / 2 + margin
@@ -224,19 +264,20 @@ class ClassicalTracker:
     def _search_near(self, track: _Track, found: DetectionSet, taken: list[Detection]) -> Detection | None:
         """A weaker detection near a known object's last position (or inside its pending prompt),
         unless an object holds it already."""
+        radius = self._radius(track)
         if track.pending is not None:
             x, y = track.pending.anchor()
-            reach = self._prompt_gate(track.pending, ())[0]
+            reach = self._prompt_gate(track.pending, (), radius)[0]
         elif track.last is not None:
             (x, y), reach = self._expected(track)
         else:
             return None
-        near = self.detector.detect_near(found, x, y, reach, self.config.track_sigma)
+        near = self._detector_for(radius).detect_near(found, x, y, reach, self.config.track_sigma)
         if near is None or (
-            track.pending is not None and not self._prompt_gate(track.pending, (near,))[1][0]
+            track.pending is not None and not self._prompt_gate(track.pending, (near,), radius)[1][0]
         ):
             return None
-        m, limit = near.measurement, 2 * self.config.particle_radius_px
+        m, limit = near.measurement, 2 * radius
         if any(np.hypot(d.measurement.x - m.x, d.measurement.y - m.y) < limit for d in taken):
             return None
         own = np.hypot(m.x - x, m.y - y)
@@ -287,13 +328,17 @@ class ClassicalTracker:
         return lost
 
     def _near_visible_object(self, det: Detection) -> bool:
-        """A detection this close to a tracked object is a fragment of it, not a newcomer."""
-        limit = 2 * self.config.particle_radius_px
+        """A detection this close to a tracked object (within twice its radius, or inside the box of one
+        with its own scale) is a fragment of it, not a newcomer."""
         m = det.measurement
-        return any(
-            t.last is not None and t.last.visible and np.hypot(t.last.x - m.x, t.last.y - m.y) < limit
-            for t in self._tracks.values()
-        )
+        for t in self._tracks.values():
+            if t.last is None or not t.last.visible:
+                continue
+            x0, y0, x1, y1 = t.last.bbox
+            inside = t.radius_px is not None and x0 <= m.x < x1 and y0 <= m.y < y1  # a large object's piece
+            if inside or np.hypot(t.last.x - m.x, t.last.y - m.y) < 2 * self._radius(t):
+                return True
+        return False
 
     def _adopt(self, det: Detection) -> _Track:
         track = _Track(self._ids.allocate(self._tracks), "auto")

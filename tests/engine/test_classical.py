@@ -286,3 +286,32 @@ def test_a_still_particle_does_not_reach_for_a_neighbour():
     assert o.id == obj
     assert not o.visible
     assert o.x == pytest.approx(100.0, abs=0.5)
+
+
+def test_a_prompted_object_is_detected_at_the_scale_its_box_gives():
+    """SAM-EM's example clip as simulated (a 100 x 41 px rod in 5 nm of liquid jumping ~22 px per frame
+    per axis), prompted with its true box and no flag: the box sets the rod's scale (radius 23 px here, not
+    the default 8) and its jumps set its gate. Measured: 1.9 px median with its own scale, 4.2 px without."""
+    from lptem.engine.sim.motion import Motion  # noqa: PLC0415
+    from lptem.engine.sim.optics import Stack  # noqa: PLC0415
+    from lptem.engine.sim.simulator import Particles, SimConfig, Simulator  # noqa: PLC0415
+
+    rod = Particles(count=1, shape="rod", width_nm=10.25, rod_aspect=100 / 41, dispersity=0.0)
+    config = SimConfig((384, 384), particles=rod, stack=Stack(liquid_thickness_nm=5.0),
+                       motion=Motion("fbm", sigma_px=22.0, alpha=0.2))  # fmt: skip
+    errors = {}
+    for own_scale in (True, False):
+        sim = Simulator(config, seed=1)
+        first = sim.next(want_labels=True)
+        assert first.truth.labels is not None
+        ys, xs = np.nonzero(first.truth.labels == 1)
+        tracker = ClassicalTracker(ClassicalConfig(object_scale=own_scale))
+        tracker.add_object(Prompt(box=Box(xs.min() - 4.0, ys.min() - 4.0, xs.max() + 4.0, ys.max() + 4.0)))
+        frames, seen = [first, *(sim.next() for _ in range(39))], []
+        for f in frames:
+            (o,) = tracker.step(f.image).objects
+            seen.append(np.hypot(o.x - f.truth.x[0], o.y - f.truth.y[0]) if o.visible else np.inf)
+        errors[own_scale] = np.array(seen)
+    assert np.isfinite(errors[True]).all()  # never lost
+    assert np.median(errors[True]) < 3.0
+    assert np.median(errors[False]) > 1.3 * np.median(errors[True])  # the default scale alone does worse
