@@ -19,6 +19,7 @@ from lptem.engine.api import (
     ObjectInfo,
     ObjectResult,
     Prompt,
+    PromptError,
     StepResult,
     UnknownObjectError,
 )
@@ -26,6 +27,9 @@ from lptem.engine.assign import gated_assignment
 from lptem.engine.detect import Detection, DetectionSet, Detector, DetectorConfig
 from lptem.engine.prediction import StepHistory
 from lptem.engine.proposals import CandidateConfirmer
+
+MIN_BOX_PX = 2.0
+"""A prompt box must be at least this wide and high: it gives the object's scale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,12 @@ class ClassicalTracker:
     def add_object(self, prompt: Prompt, obj_id: int | None = None) -> int:
         if self._shape is not None:
             prompt.check_inside(self._shape)
+        box = prompt.box
+        if box is not None and min(box.x1 - box.x0, box.y1 - box.y0) < MIN_BOX_PX:
+            raise PromptError(
+                f"box {box.x1 - box.x0:g} x {box.y1 - box.y0:g} px is smaller than {MIN_BOX_PX:g} px: draw "
+                "it around the particle (its size sets the object's scale), or click on the particle instead"
+            )
         if obj_id is None:
             obj_id = self._ids.allocate(self._tracks)
         else:

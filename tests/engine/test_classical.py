@@ -114,6 +114,8 @@ def test_invalid_requests_change_nothing():
         tracker.add_object(Prompt(box=Box(1000, 1000, 1010, 1010)))
     with pytest.raises(PromptError, match="outside"):
         tracker.add_object(Prompt(points=(PointPrompt(-5, 3),)), 1)
+    with pytest.raises(PromptError, match=r"box 1 x 0.5 px is smaller than 2 px"):
+        tracker.add_object(Prompt(box=Box(30, 30, 31, 30.5)))  # a click-drag slip: no scale to take
     assert tracker.objects() == before
 
 
