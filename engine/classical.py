@@ -183,17 +183,17 @@ class ClassicalTracker:
         self._index += 1
         self._shape = (int(frame.shape[0]), int(frame.shape[1]))
         default = self.config.particle_radius_px
-        groups: dict[float, list[_Track]] = {default: []}
+        groups: dict[float, list[_Track]] = {default: []} if self._auto_detect else {}
         for track in self._tracks.values():
             groups.setdefault(self._radius(track), []).append(track)
         held: list[tuple[Detection, _Track]] = []  # what each object holds this frame
         claimed: set[int] = set()
-        found = self.detector.detect(frame)
-        for radius, tracks in groups.items():  # each scale's objects among that scale's detections
-            here = found if radius == default else self._detector_for(radius).detect(frame)
+        found: DetectionSet | None = None  # the default scale's detections (newcomers come from them)
+        for radius, tracks in groups.items():  # one detection pass per scale that some object needs
+            here = self._detector_for(radius).detect(frame)
             pairs = self._associate(tracks, here)
             if radius == default:
-                claimed = {j for _, j in pairs}
+                found, claimed = here, {j for _, j in pairs}
             for i, j in pairs:
                 self._update(tracks[i], here.detections[j])
                 held.append((here.detections[j], tracks[i]))
@@ -205,7 +205,7 @@ class ClassicalTracker:
                     self._update(tracks[i], near)
                     held.append((near, tracks[i]))
         removed = self._forget_lost()
-        added = self._adopt_newcomers(found, claimed, held) if self._auto_detect else []
+        added = self._adopt_newcomers(found, claimed, held) if found is not None and self._auto_detect else []
         objects = tuple(t.last for t in sorted(self._tracks.values(), key=lambda t: t.id) if t.last)
         labels = _paint(frame.shape, [(d, t.id) for d, t in held]) if want_labels else None
         return StepResult(objects, labels, tuple(added), tuple(removed))
