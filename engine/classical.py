@@ -30,6 +30,8 @@ from lptem.engine.proposals import CandidateConfirmer
 
 MIN_BOX_PX = 2.0
 """A prompt box must be at least this wide and high: it gives the object's scale."""
+ELONGATED = 1.5
+"""A prompt box with one side this many times the other marks a rod (never split)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,10 @@ class ClassicalConfig(DetectorConfig):
             )
 
 
+_Scale = tuple[float, bool]
+"""A detection pass: particle radius (px) and whether packed particles are split."""
+
+
 @dataclass(slots=True)
 class _Track:
     id: int
@@ -90,6 +96,9 @@ class _Track:
     motion: StepHistory = field(default_factory=StepHistory)
     radius_px: float | None = None
     """The object's own scale (from its prompt box), or None: the configured particle radius."""
+    elongated: bool = False
+    """Its prompt box is elongated (one side over ``ELONGATED`` times the other): a rod, whose maxima
+    along its length are one particle, so its component is never split (lptem.engine.split)."""
 
 
 class ClassicalTracker:
@@ -100,7 +109,7 @@ class ClassicalTracker:
     def __init__(self, config: ClassicalConfig | None = None) -> None:
         self.config = config or ClassicalConfig()
         self.detector = Detector(self.config)
-        self._detectors: dict[float, Detector] = {self.config.particle_radius_px: self.detector}
+        self._detectors: dict[_Scale, Detector] = {self._default_scale: self.detector}
         self._auto_detect = self.config.auto_detect
         self._tracks: dict[int, _Track] = {}
         candidate_gate = self.config.gate_px or self.config.initial_gate_px
@@ -129,8 +138,10 @@ class ClassicalTracker:
             track = self._tracks[obj_id] = _Track(obj_id, "prompt", pending=prompt)
         else:
             track.pending = prompt
-        if prompt.box is not None:
+        if box is not None:
             track.radius_px = self._prompted_radius(prompt)
+            long, short = sorted((box.x1 - box.x0, box.y1 - box.y0), reverse=True)
+            track.elongated = long > ELONGATED * short
         return obj_id
 
     def _prompted_radius(self, prompt: Prompt) -> float | None:
@@ -142,16 +153,27 @@ class ClassicalTracker:
         ratio = radius / self.config.particle_radius_px
         return radius if not 1 / 1.5 <= ratio <= 1.5 else None
 
+    @property
+    def _default_scale(self) -> _Scale:
+        return self.config.particle_radius_px, self.config.split
+
     def _radius(self, track: _Track) -> float:
         return track.radius_px or self.config.particle_radius_px
 
-    def _detector_for(self, radius: float) -> Detector:
-        """A detector at ``radius``: the scale-dependent settings derived from it, the rest as configured."""
-        detector = self._detectors.get(radius)
+    def _scale(self, track: _Track) -> _Scale:
+        return self._radius(track), self.config.split and not track.elongated
+
+    def _detector_for(self, scale: _Scale) -> Detector:
+        """A detector at ``scale``: the scale-dependent settings derived from its radius, the rest as
+        configured."""
+        detector = self._detectors.get(scale)
         if detector is None:
-            config = replace(self.config, particle_radius_px=radius, smoothing_px=None, min_area_px=None,
-                             max_area_px=None, background_scale_px=None, bin_factor=None)  # fmt: skip
-            detector = self._detectors[radius] = Detector(config)
+            radius, split = scale
+            config = replace(self.config, particle_radius_px=radius, split=split)
+            if radius != self.config.particle_radius_px:
+                config = replace(config, smoothing_px=None, min_area_px=None, max_area_px=None,
+                                 background_scale_px=None, bin_factor=None)  # fmt: skip
+            detector = self._detectors[scale] = Detector(config)
         return detector
 
     def remove_object(self, obj_id: int) -> None:
@@ -182,17 +204,17 @@ class ClassicalTracker:
     def step(self, frame: Frame, *, want_labels: bool = False) -> StepResult:
         self._index += 1
         self._shape = (int(frame.shape[0]), int(frame.shape[1]))
-        default = self.config.particle_radius_px
-        groups: dict[float, list[_Track]] = {default: []} if self._auto_detect else {}
+        default = self._default_scale
+        groups: dict[_Scale, list[_Track]] = {default: []} if self._auto_detect else {}
         for track in self._tracks.values():
-            groups.setdefault(self._radius(track), []).append(track)
+            groups.setdefault(self._scale(track), []).append(track)
         held: list[tuple[Detection, _Track]] = []  # what each object holds this frame
         claimed: set[int] = set()
         found: DetectionSet | None = None  # the default scale's detections (newcomers come from them)
-        for radius, tracks in groups.items():  # one detection pass per scale that some object needs
-            here = self._detector_for(radius).detect(frame)
+        for scale, tracks in groups.items():  # one detection pass per scale that some object needs
+            here = self._detector_for(scale).detect(frame)
             pairs = self._associate(tracks, here)
-            if radius == default:
+            if scale == default:
                 found, claimed = here, {j for _, j in pairs}
             for i, j in pairs:
                 self._update(tracks[i], here.detections[j])
@@ -282,7 +304,7 @@ class ClassicalTracker:
             (x, y), reach = self._expected(track)
         else:
             return None
-        near = self._detector_for(radius).detect_near(found, x, y, reach, self.config.track_sigma)
+        near = self._detector_for(self._scale(track)).detect_near(found, x, y, reach, self.config.track_sigma)
         if near is None or (
             track.pending is not None and not self._prompt_gate(track.pending, (near,), radius)[1][0]
         ):

@@ -17,9 +17,13 @@ import numpy.typing as npt
 
 from lptem.engine.api import Frame, Measurement
 from lptem.engine.measure import check_symmetry, measure_mask, symmetry_angle_deg, symmetry_moment
+from lptem.engine.split import Basin, basins, centre_surround, find_markers
 
 _MAD_TO_SIGMA = 1.4826  # s.d. of a Gaussian from its median absolute deviation
 _BACKGROUND_GRID = 8  # background is estimated on a grid this many times coarser
+SPLIT_MIN_AREA = 1.5
+"""A component is looked at for several particles from this many particle discs up (smaller ones are
+one particle or noise; the look costs two Gaussians over its window)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,10 @@ class DetectorConfig:
     bin_factor: int | None = None
     """Filter, threshold and label at 1/bin_factor resolution (masks are still built at full resolution).
     Default: 2 for particles of radius >= 4 px (about 3x faster at 1024^2), else 1."""
+    split: bool = True
+    """Split a component holding several particles (packed, touching) at the dips between them
+    (lptem.engine.split); False keeps every connected component one particle (e.g. rods longer than the
+    particle scale, whose ends would look like two)."""
     symmetry: int = 2
     """Rotational symmetry of the particles: 2 (rods, ellipses: second moments), 4 (cubes), 6 (hexagonal
     plates) or 1 (a head-tail direction); θ is reported modulo 360°/symmetry (lptem.engine.measure)."""
@@ -176,22 +184,64 @@ class Detector:
             window = _grown_window(stats[k], signal.shape)
             inside = components[window] == k
             local = signal[window]
-            peak = float(local[inside].max())
-            local_full, inside_full = self._upsample(local, inside)
-            core = inside_full & (local_full >= max(threshold, self.config.segment_fraction * peak))
-            origin = (window[1].start * self.bin, window[0].start * self.bin)
-            detections.extend(
-                self._split(
-                    core,
-                    local_full,
-                    origin,
-                    sigma=sigma,
-                    binned_shape=signal.shape,
-                    min_sigma=self.config.min_peak_sigma,
-                    image=frame,
+            parts, outline = self._particles(frame, signal, window, inside)
+            for part in parts:
+                local_full, inside_full = self._upsample(local[part.rows, part.cols], part.mask)
+                if outline is not None:  # a packed particle: its own basin, where it stands out
+                    b = self.bin
+                    inside_full &= outline[part.rows.start * b : part.rows.stop * b,
+                                           part.cols.start * b : part.cols.stop * b] > 0  # fmt: skip
+                level = max(threshold, self.config.segment_fraction * part.peak)
+                origin = (
+                    (window[1].start + part.cols.start) * self.bin,
+                    (window[0].start + part.rows.start) * self.bin,
                 )
-            )
+                detections.extend(
+                    self._split(
+                        inside_full & (local_full >= level),
+                        local_full,
+                        origin,
+                        sigma=sigma,
+                        binned_shape=signal.shape,
+                        min_sigma=self.config.min_peak_sigma,
+                        image=frame,
+                    )
+                )
         return DetectionSet(tuple(detections), sigma, signal, frame)
+
+    def _particles(
+        self,
+        frame: Frame,
+        signal: npt.NDArray[np.float32],
+        window: tuple[slice, slice],
+        inside: npt.NDArray[np.bool_],
+    ) -> tuple[list[Basin], npt.NDArray[np.float32] | None]:
+        """The particles of one component: its watershed basins and the window's centre-surround response
+        (full resolution) when it holds several (lptem.engine.split), else the whole component."""
+        local = signal[window]
+        whole = [
+            Basin(slice(0, local.shape[0]), slice(0, local.shape[1]), inside, float(local[inside].max()))
+        ]
+        b = self.bin
+        if (
+            not self.config.split
+            or inside.sum() * b * b < SPLIT_MIN_AREA * math.pi * self.config.particle_radius_px**2
+        ):
+            return whole, None
+        full = (
+            slice(window[0].start * b, window[0].stop * b),
+            slice(window[1].start * b, window[1].stop * b),
+        )
+        band = centre_surround(
+            frame, full, self.config.particle_radius_px, dark=self.config.polarity == "dark"
+        )
+        if band.shape != (local.shape[0] * b, local.shape[1] * b):  # a window in the frame's binned-off edge
+            return whole, None
+        contrast = band if b == 1 else _f32(cv2.resize(band, local.shape[::-1], interpolation=cv2.INTER_AREA))
+        markers = find_markers(inside, contrast, self.config.particle_radius_px / b)
+        if len(markers) < 2:
+            return whole, None
+        return basins(inside, markers, contrast, local), band
 
     def detect_near(
         self, found: DetectionSet, x: float, y: float, reach_px: float, min_sigma: float

@@ -1,0 +1,98 @@
+"""Touching and packed particles kept apart (lptem.engine.split through the detector and the tracker)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lptem.engine.api import Box, Prompt
+from lptem.engine.classical import ClassicalConfig, ClassicalTracker
+from lptem.engine.detect import Detector, DetectorConfig
+
+BACKGROUND, DARK, NOISE = 160.0, 60.0, 6.0
+
+
+def frame_with(
+    discs: tuple[tuple[float, float], ...] = (),
+    squares: tuple[tuple[float, float], ...] = (),
+    *,
+    radius: float = 10.0,
+    edge: float = 20.0,
+    rods: tuple[tuple[float, float, float, float], ...] = (),
+    shape: tuple[int, int] = (256, 256),
+    seed: int = 0,
+) -> np.ndarray:
+    """Dark discs (centre), squares (centre, axis-aligned) and rods (centre, length, width) on a noisy
+    background, blurred by 1 px as a detector would; float32."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    dark = np.zeros(shape, dtype=bool)
+    for x, y in discs:
+        dark |= (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+    for x, y in squares:
+        dark |= (np.abs(xx - x) <= edge / 2) & (np.abs(yy - y) <= edge / 2)
+    for x, y, length, width in rods:
+        dark |= (np.abs(xx - x) <= length / 2) & (np.abs(yy - y) <= width / 2)
+    image = np.where(dark, DARK, BACKGROUND).astype(np.float32)
+    blurred = np.asarray(cv2.GaussianBlur(image, (0, 0), 1.0), dtype=np.float32)
+    return blurred + np.random.default_rng(seed).normal(0, NOISE, shape).astype(np.float32)
+
+
+def centres(found) -> np.ndarray:
+    return np.array(sorted((d.measurement.x, d.measurement.y) for d in found.detections))
+
+
+def test_two_touching_discs_are_two_detections_at_their_centres():
+    truth = np.array([(100.0, 128.0), (121.0, 128.0)])  # 21 px apart: a 1 px gap between radii of 10
+    image = frame_with(((100.0, 128.0), (121.0, 128.0)))
+    got = centres(Detector(DetectorConfig(particle_radius_px=10.0)).detect(image))
+    assert len(got) == 2
+    assert np.hypot(*(got - truth).T).max() < 1.5
+    whole = Detector(DetectorConfig(particle_radius_px=10.0, split=False)).detect(image)
+    assert len(whole.detections) == 1  # without the split they merge (what the tracker saw before)
+
+
+def test_a_packed_lattice_of_squares_is_one_detection_per_square():
+    pitch, edge = 24.0, 20.0  # 4 px gaps
+    truth = np.array([(80 + pitch * c, 80 + pitch * r) for r in range(4) for c in range(4)])
+    image = frame_with(squares=tuple((float(x), float(y)) for x, y in truth), edge=edge)
+    got = centres(Detector(DetectorConfig(particle_radius_px=edge / 2, symmetry=4)).detect(image))
+    assert len(got) == len(truth)
+    nearest = np.hypot(*(got[:, None, :] - truth[None]).transpose(2, 0, 1)).min(axis=1)
+    assert nearest.max() < 1.5
+
+
+def test_a_lone_disc_is_not_split():
+    found = Detector(DetectorConfig(particle_radius_px=10.0)).detect(frame_with(((128.0, 128.0),), radius=16))
+    assert len(found.detections) == 1
+
+
+def test_a_rod_prompted_with_an_elongated_box_stays_one_piece():
+    image = frame_with(rods=((128.0, 128.0, 120.0, 30.0),))
+    tracker = ClassicalTracker(ClassicalConfig())
+    tracker.add_object(Prompt(box=Box(64, 110, 192, 146)))
+    result = tracker.step(image, want_labels=True)
+    (rod,) = result.objects
+    assert rod.visible
+    assert abs(rod.x - 128) < 2
+    assert abs(rod.y - 128) < 2
+    assert rod.area_px > 0.8 * 120 * 30  # the whole rod, not one end of it
+
+
+@pytest.mark.parametrize("gap_px", [1.0, 3.0])
+def test_two_particles_keep_their_ids_through_contact(gap_px):
+    """Two discs approach until their edges are ``gap_px`` apart, then part: each keeps its id."""
+    radius = 10.0
+    closest = 2 * radius + gap_px
+    approach = np.linspace(40, closest, 15)
+    offsets = np.concatenate([approach, np.full(5, closest), approach[::-1]])
+    tracker = ClassicalTracker(ClassicalConfig(particle_radius_px=radius))
+    left = tracker.add_object(Prompt(box=Box(128 - 20 - 12, 116, 128 - 20 + 12, 140)))
+    right = tracker.add_object(Prompt(box=Box(128 + 20 - 12, 116, 128 + 20 + 12, 140)))
+    for k, d in enumerate(offsets):
+        truth = {left: 128 - d / 2, right: 128 + d / 2}
+        result = tracker.step(frame_with(((truth[left], 128.0), (truth[right], 128.0)), seed=k))
+        for o in result.objects:
+            assert o.visible, f"frame {k}: object {o.id} lost at {d:.1f} px apart"
+            error = abs(o.x - truth[o.id])
+            assert error < 2.0, f"frame {k}: object {o.id} {error:.1f} px from its particle"
