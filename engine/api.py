@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -228,4 +228,9 @@ class Tracker(Protocol):
 
     def reset(self) -> None:
         """Forget all objects and all per-stream state."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """What the tracker chose for itself while running (e.g. an estimated particle radius), for
+        status; units in the keys. Empty when it chooses nothing."""
         ...

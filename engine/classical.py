@@ -9,6 +9,7 @@ last position; prompted objects are kept until removed, auto-detected ones are f
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,9 +25,10 @@ from lptem.engine.api import (
     UnknownObjectError,
 )
 from lptem.engine.assign import gated_assignment
-from lptem.engine.detect import Detection, DetectionSet, Detector, DetectorConfig
-from lptem.engine.prediction import StepHistory
+from lptem.engine.detect import DEFAULT_RADIUS_PX, Detection, DetectionSet, Detector, DetectorConfig
+from lptem.engine.prediction import MIN_STEPS, StepHistory
 from lptem.engine.proposals import CandidateConfirmer
+from lptem.engine.scale import ParticleScale
 
 MIN_BOX_PX = 2.0
 """A prompt box must be at least this wide and high: it gives the object's scale."""
@@ -59,6 +61,10 @@ class ClassicalConfig(DetectorConfig):
     confirm_frames: int = 3
     """Auto-detect: a candidate becomes an object after this many consecutive detections (noise
     peaks rarely repeat; particles do)."""
+    estimate_scale: bool = True
+    """With auto-detect and no ``particle_radius_px``, estimate the radius from the first frames
+    (``lptem.engine.scale``: up to ESTIMATE_FRAMES = 5) and report it in status; False: keep
+    DEFAULT_RADIUS_PX (8 px). Packed particles are split only at a known radius."""
     object_scale: bool = True
     """A prompted object whose box says it is much larger or smaller than ``particle_radius_px`` (radius
     0.4 x the box's shorter side, more than 1.5 times off) is detected at its own scale: its denoising,
@@ -108,8 +114,8 @@ class ClassicalTracker:
 
     def __init__(self, config: ClassicalConfig | None = None) -> None:
         self.config = config or ClassicalConfig()
-        self.detector = Detector(self.config)
-        self._detectors: dict[_Scale, Detector] = {self._default_scale: self.detector}
+        self._particle_scale = ParticleScale.from_given(self.config.particle_radius_px, DEFAULT_RADIUS_PX)
+        self._detectors: dict[_Scale, Detector] = {}
         self._auto_detect = self.config.auto_detect
         self._tracks: dict[int, _Track] = {}
         candidate_gate = self.config.gate_px or self.config.initial_gate_px
@@ -150,31 +156,39 @@ class ClassicalTracker:
         if b is None or not self.config.object_scale:
             return None
         radius = max(1.0, round(0.4 * min(b.x1 - b.x0, b.y1 - b.y0)))
-        ratio = radius / self.config.particle_radius_px
+        ratio = radius / self._particle_scale.radius_px
         return radius if not 1 / 1.5 <= ratio <= 1.5 else None
 
     @property
     def _default_scale(self) -> _Scale:
-        return self.config.particle_radius_px, self.config.split
+        split = self.config.split if self.config.split is not None else self._particle_scale.known
+        return self._particle_scale.radius_px, split
 
     def _radius(self, track: _Track) -> float:
-        return track.radius_px or self.config.particle_radius_px
+        return track.radius_px or self._particle_scale.radius_px
 
     def _scale(self, track: _Track) -> _Scale:
-        return self._radius(track), self.config.split and not track.elongated
+        if track.radius_px is None:
+            radius, split = self._default_scale
+        else:  # its own scale, known from its box
+            radius, split = track.radius_px, self.config.split is not False
+        return radius, split and not track.elongated
 
     def _detector_for(self, scale: _Scale) -> Detector:
-        """A detector at ``scale``: the scale-dependent settings derived from its radius, the rest as
-        configured."""
+        """A detector at ``scale``: at an object's own radius the scale-dependent settings derive from it,
+        the rest as configured."""
         detector = self._detectors.get(scale)
         if detector is None:
             radius, split = scale
             config = replace(self.config, particle_radius_px=radius, split=split)
-            if radius != self.config.particle_radius_px:
+            if radius != self._particle_scale.radius_px:
                 config = replace(config, smoothing_px=None, min_area_px=None, max_area_px=None,
                                  background_scale_px=None, bin_factor=None)  # fmt: skip
             detector = self._detectors[scale] = Detector(config)
         return detector
+
+    def settings(self) -> dict[str, Any]:
+        return self._particle_scale.describe()
 
     def remove_object(self, obj_id: int) -> None:
         if self._tracks.pop(obj_id, None) is None:
@@ -195,6 +209,7 @@ class ClassicalTracker:
         self._candidates.clear()
 
     def reset(self) -> None:
+        self._particle_scale = ParticleScale.from_given(self.config.particle_radius_px, DEFAULT_RADIUS_PX)
         self._tracks.clear()
         self._candidates.clear()
         self._ids.reset()
@@ -204,6 +219,8 @@ class ClassicalTracker:
     def step(self, frame: Frame, *, want_labels: bool = False) -> StepResult:
         self._index += 1
         self._shape = (int(frame.shape[0]), int(frame.shape[1]))
+        if self._auto_detect and self.config.estimate_scale and self._particle_scale.open:
+            self._particle_scale.estimate_from(frame, dark=self.config.polarity == "dark")
         default = self._default_scale
         groups: dict[_Scale, list[_Track]] = {default: []} if self._auto_detect else {}
         for track in self._tracks.values():
@@ -212,7 +229,7 @@ class ClassicalTracker:
         claimed: set[int] = set()
         found: DetectionSet | None = None  # the default scale's detections (newcomers come from them)
         for scale, tracks in groups.items():  # one detection pass per scale that some object needs
-            here = self._detector_for(scale).detect(frame)
+            here = self._detector_for(scale).detect(frame, self._seeds(tracks))
             pairs = self._associate(tracks, here)
             if scale == default:
                 found, claimed = here, {j for _, j in pairs}
@@ -231,6 +248,18 @@ class ClassicalTracker:
         objects = tuple(t.last for t in sorted(self._tracks.values(), key=lambda t: t.id) if t.last)
         labels = _paint(frame.shape, [(d, t.id) for d, t in held]) if want_labels else None
         return StepResult(objects, labels, tuple(added), tuple(removed))
+
+    def _seeds(self, tracks: list[_Track]) -> list[tuple[float, float]]:
+        """Predicted positions (px) of the objects whose motion is known well enough to place them within
+        half their radius: where a component holding several of them is split (lptem.engine.split)."""
+        seeds = []
+        for t in tracks:
+            spread = t.motion.spread()
+            if t.pending is not None or t.last is None or spread is None or len(t.motion) < MIN_STEPS:
+                continue
+            if spread * np.sqrt(1.0 + t.frames_missing) <= 0.5 * self._radius(t):
+                seeds.append(self._expected(t)[0])
+        return seeds
 
     def _adopt_newcomers(
         self, found: DetectionSet, claimed: set[int], held: list[tuple[Detection, _Track]]

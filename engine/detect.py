@@ -8,6 +8,7 @@ used for the filters because it measured ~16x faster than scipy.ndimage on 1024^
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -16,10 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from lptem.engine.api import Frame, Measurement
-from lptem.engine.measure import check_symmetry, measure_mask, symmetry_angle_deg, symmetry_moment
-from lptem.engine.split import Basin, basins, centre_surround, find_markers
+from lptem.engine.measure import check_symmetry, contrast_orientation, measure_mask
+from lptem.engine.noise import border_noise_factor, robust_sigma
+from lptem.engine.split import Basin, centre_surround, split_component
 
-_MAD_TO_SIGMA = 1.4826  # s.d. of a Gaussian from its median absolute deviation
+DEFAULT_RADIUS_PX = 8.0
+"""Particle radius when none is given or estimated, px."""
 _BACKGROUND_GRID = 8  # background is estimated on a grid this many times coarser
 SPLIT_MIN_AREA = 1.5
 """A component is looked at for several particles from this many particle discs up (smaller ones are
@@ -30,8 +33,10 @@ one particle or noise; the look costs two Gaussians over its window)."""
 class DetectorConfig:
     """Detector parameters. Lengths in px."""
 
-    particle_radius_px: float = 8.0
-    """Expected particle radius; sets the default denoising scale and area limits."""
+    particle_radius_px: float | None = None
+    """Expected particle radius; sets the default denoising scale and area limits. Unset: not known
+    (``DEFAULT_RADIUS_PX`` is used, and packed particles are not split; the classical tracker estimates it
+    with auto-detect)."""
     smoothing_px: float | None = None
     """S.d. of the denoising Gaussian; default half the particle radius. Less smoothing keeps edges
     (better localisation) when the SNR allows it; more detects fainter particles."""
@@ -53,16 +58,17 @@ class DetectorConfig:
     bin_factor: int | None = None
     """Filter, threshold and label at 1/bin_factor resolution (masks are still built at full resolution).
     Default: 2 for particles of radius >= 4 px (about 3x faster at 1024^2), else 1."""
-    split: bool = True
+    split: bool | None = None
     """Split a component holding several particles (packed, touching) at the dips between them
-    (lptem.engine.split); False keeps every connected component one particle (e.g. rods longer than the
-    particle scale, whose ends would look like two)."""
+    (lptem.engine.split). Unset: when ``particle_radius_px`` is given (a particle much larger than the
+    radius would be cut up); False keeps every connected component one particle (e.g. rods longer than
+    the particle scale, whose ends would look like two)."""
     symmetry: int = 2
     """Rotational symmetry of the particles: 2 (rods, ellipses: second moments), 4 (cubes), 6 (hexagonal
     plates) or 1 (a head-tail direction); θ is reported modulo 360°/symmetry (lptem.engine.measure)."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.particle_radius_px < self.background_scale:
+        if not 0 < self.radius_px < self.background_scale:
             raise ValueError("need 0 < particle_radius_px < background_scale_px")
         if self.smoothing_px is not None and self.smoothing_px <= 0:
             raise ValueError("smoothing_px must be positive")
@@ -77,20 +83,30 @@ class DetectorConfig:
         check_symmetry(self.symmetry)
 
     @property
+    def radius_px(self) -> float:
+        """The particle radius in use, px."""
+        return self.particle_radius_px if self.particle_radius_px is not None else DEFAULT_RADIUS_PX
+
+    @property
+    def splits(self) -> bool:
+        """Whether packed particles are split (``split``, or by default when the radius is known)."""
+        return self.split if self.split is not None else self.particle_radius_px is not None
+
+    @property
     def background_scale(self) -> float:
         if self.background_scale_px is not None:
             return self.background_scale_px
-        return max(64.0, 8 * self.particle_radius_px)
+        return max(64.0, 8 * self.radius_px)
 
     @property
     def binning(self) -> int:
         if self.bin_factor is not None:
             return self.bin_factor
-        return 2 if self.particle_radius_px >= 4 else 1
+        return 2 if self.radius_px >= 4 else 1
 
     @property
     def area_limits(self) -> tuple[float, float]:
-        disc = math.pi * self.particle_radius_px**2
+        disc = math.pi * self.radius_px**2
         lo = self.min_area_px if self.min_area_px is not None else max(4.0, disc / 9)
         hi = self.max_area_px if self.max_area_px is not None else 50 * disc
         return lo, hi
@@ -143,7 +159,7 @@ class Detector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         self.bin = self.config.binning
-        smoothing = self.config.smoothing_px or self.config.particle_radius_px / 2
+        smoothing = self.config.smoothing_px or self.config.radius_px / 2
         self._sigma = max(0.7, smoothing / self.bin)  # binned px
         self._ksize = 2 * math.ceil(3 * self._sigma) + 1  # OpenCV's default (8 sigma) costs 40 % more
         self._edge_std = border_noise_factor(self._ksize, self._sigma)
@@ -172,19 +188,27 @@ class Detector:
         coarse = cv2.GaussianBlur(coarse, (0, 0), sigma)
         return _f32(cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_LINEAR))
 
-    def detect(self, frame: Frame) -> DetectionSet:
+    def detect(self, frame: Frame, seeds: Sequence[tuple[float, float]] = ()) -> DetectionSet:
         """Threshold at ``threshold_sigma`` noise s.d., then cut each component at ``segment_fraction``
-        of its own peak, so that masks follow the particles (not the SNR) and touching ones separate."""
+        of its own peak, so that masks follow the particles (not the SNR) and touching ones separate.
+
+        ``seeds`` (x, y) px are where a tracker expects its objects: a component holding several is split
+        among them (lptem.engine.split).
+        """
         signal = self.signal(frame)
         sigma = robust_sigma(signal, stride=8 // self.bin)
         threshold = self.config.threshold_sigma * sigma
         count, components, stats = _components((signal > threshold).view(np.uint8))
+        seeded = self._seeds_by_component(seeds, components)
         detections: list[Detection] = []
         for k in range(1, count):
             window = _grown_window(stats[k], signal.shape)
             inside = components[window] == k
             local = signal[window]
-            parts, outline = self._particles(frame, signal, window, inside)
+            here = seeded.get(k)
+            if here is not None:
+                here = here - np.array([window[0].start, window[1].start], dtype=np.intp)
+            parts, outline = self._particles(frame, signal, window, inside, here)
             for part in parts:
                 local_full, inside_full = self._upsample(local[part.rows, part.cols], part.mask)
                 if outline is not None:  # a packed particle: its own basin, where it stands out
@@ -215,33 +239,40 @@ class Detector:
         signal: npt.NDArray[np.float32],
         window: tuple[slice, slice],
         inside: npt.NDArray[np.bool_],
+        seeds: npt.NDArray[np.intp] | None,
     ) -> tuple[list[Basin], npt.NDArray[np.float32] | None]:
-        """The particles of one component: its watershed basins and the window's centre-surround response
-        (full resolution) when it holds several (lptem.engine.split), else the whole component."""
+        """The particles of one component: its parts and the window's centre-surround response (full
+        resolution) when it holds several (lptem.engine.split), else the whole component."""
         local = signal[window]
         whole = [
             Basin(slice(0, local.shape[0]), slice(0, local.shape[1]), inside, float(local[inside].max()))
         ]
-        b = self.bin
-        if (
-            not self.config.split
-            or inside.sum() * b * b < SPLIT_MIN_AREA * math.pi * self.config.particle_radius_px**2
-        ):
+        b, radius = self.bin, self.config.radius_px
+        find = self.config.splits and inside.sum() * b * b >= SPLIT_MIN_AREA * math.pi * radius**2
+        if not find and (seeds is None or len(seeds) < 2):
             return whole, None
         full = (
             slice(window[0].start * b, window[0].stop * b),
             slice(window[1].start * b, window[1].stop * b),
         )
-        band = centre_surround(
-            frame, full, self.config.particle_radius_px, dark=self.config.polarity == "dark"
-        )
+        band = centre_surround(frame, full, radius, dark=self.config.polarity == "dark")
         if band.shape != (local.shape[0] * b, local.shape[1] * b):  # a window in the frame's binned-off edge
             return whole, None
-        contrast = band if b == 1 else _f32(cv2.resize(band, local.shape[::-1], interpolation=cv2.INTER_AREA))
-        markers = find_markers(inside, contrast, self.config.particle_radius_px / b)
-        if len(markers) < 2:
-            return whole, None
-        return basins(inside, markers, contrast, local), band
+        binned = band if b == 1 else _f32(cv2.resize(band, local.shape[::-1], interpolation=cv2.INTER_AREA))
+        parts = split_component(inside, local, binned, radius / b, seeds=seeds, find=find)
+        return (whole, None) if parts is None else (parts, band)
+
+    def _seeds_by_component(
+        self, seeds: Sequence[tuple[float, float]], components: npt.NDArray[np.integer]
+    ) -> dict[int, npt.NDArray[np.intp]]:
+        """The seeds (x, y) px on the binned grid, (row, col), grouped by the component they fall in."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        b = self.bin
+        for x, y in seeds:
+            r, c = round((y + 0.5) / b - 0.5), round((x + 0.5) / b - 0.5)
+            if 0 <= r < components.shape[0] and 0 <= c < components.shape[1] and components[r, c]:
+                out.setdefault(int(components[r, c]), []).append((r, c))
+        return {k: np.array(v, dtype=np.intp) for k, v in out.items()}
 
     def detect_near(
         self, found: DetectionSet, x: float, y: float, reach_px: float, min_sigma: float
@@ -324,7 +355,10 @@ class Detector:
             if measurement is None:  # impossible for area >= 1; keeps the type checker honest
                 continue
             if self.config.symmetry != 2:
-                measurement = replace(measurement, theta_deg=self._n_fold_orientation(image, measurement))
+                theta = contrast_orientation(
+                    image, measurement, self.config.symmetry, dark=self.config.polarity == "dark"
+                )
+                measurement = replace(measurement, theta_deg=theta)
             piece = np.where(mask, local[py : py + h, px : px + w], -np.inf)
             r, c = np.unravel_index(int(np.argmax(piece)), piece.shape)
             row, col = (y0 + py + int(r)) // self.bin, (x0 + px + int(c)) // self.bin
@@ -333,28 +367,6 @@ class Detector:
             if snr >= min_sigma:
                 out.append(Detection(measurement, snr, mask, (x0 + px, y0 + py)))
         return out
-
-    def _n_fold_orientation(self, image: Frame, m: Measurement) -> float:
-        """θ of an N-fold particle (symmetry 1, 4, 6) from the frame's own pixels around its centroid.
-
-        The mask is cut from the denoised signal, whose blur rounds a cube's corners; the frame keeps them.
-        Weights are the particle's contrast, lightly smoothed (1 px), in a disc of 1.2 x its half-width
-        (from its area), taken about the disc's mean so that the background level cancels.
-        """
-        reach = 1.2 * math.sqrt(m.area_px) / 2
-        half = math.ceil(reach) + 2
-        cx, cy = round(m.x), round(m.y)
-        r0, r1 = max(0, cy - half), min(image.shape[0], cy + half + 1)
-        c0, c1 = max(0, cx - half), min(image.shape[1], cx + half + 1)
-        crop = cv2.GaussianBlur(_f32(image[r0:r1, c0:c1]), (0, 0), 1.0)
-        dy, dx = np.mgrid[r0:r1, c0:c1].astype(np.float64)
-        dx -= m.x
-        dy -= m.y
-        disc = dx * dx + dy * dy <= reach * reach
-        values = crop[disc].astype(np.float64)
-        contrast = values.mean() - values if self.config.polarity == "dark" else values - values.mean()
-        moment = symmetry_moment(dx[disc], dy[disc], self.config.symmetry, contrast)
-        return symmetry_angle_deg(moment, self.config.symmetry)
 
     def _noise_scale(self, row: int, col: int, shape: tuple[int, ...]) -> float:
         """How much larger the denoised noise s.d. is at (row, col) than in the interior."""
@@ -398,28 +410,3 @@ def _components(mask: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np.intege
 def _f32(image: Any) -> npt.NDArray[np.float32]:
     """OpenCV's stubs type results loosely; our filters keep float32 in and out."""
     return np.asarray(image, dtype=np.float32)
-
-
-def border_noise_factor(ksize: int, sigma: float) -> npt.NDArray[np.float64]:
-    """Noise s.d. of a 1-D Gaussian smoothing at distance d from the border, over the interior value.
-
-    OpenCV pads by reflection (BORDER_REFLECT_101), so near the border some pixels enter the kernel
-    twice and white noise comes out with a larger s.d. Entry d (0 = the border pixel) gives the factor;
-    the last entry is 1 (interior).
-    """
-    weights = cv2.getGaussianKernel(ksize, sigma).ravel()
-    half = ksize // 2
-    factors = []
-    for d in range(half + 1):
-        taps = np.zeros(ksize + half)
-        for k, w in enumerate(weights):
-            taps[abs(d + k - half)] += w
-        factors.append(math.sqrt(float((taps**2).sum() / (weights**2).sum())))
-    return np.array(factors)
-
-
-def robust_sigma(image: npt.NDArray[np.float32], stride: int = 8) -> float:
-    """Noise s.d. from the median absolute deviation of a strided subsample (robust to particles)."""
-    sample = image[::stride, ::stride].ravel()
-    median = float(np.median(sample))
-    return _MAD_TO_SIGMA * float(np.median(np.abs(sample - median)))

@@ -6,6 +6,8 @@ real ones, but the engine costs nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lptem.engine.api import (
     Frame,
     IdAllocator,
@@ -62,3 +64,6 @@ class PassThroughTracker:
         self._objects.clear()
         self._frames.clear()
         self._ids = IdAllocator()
+
+    def settings(self) -> dict[str, Any]:
+        return {}  # nothing chosen at run time

@@ -34,6 +34,10 @@ class StepHistory:
     """The same steps scaled as a random walk would be (a jump over k frames divided by sqrt(k)): the
     samples of the spread, so that a gap in the sightings does not make the motion look calmer."""
     _last: tuple[int, float, float] | None = field(default=None, init=False)
+    _spread: float | None = field(default=None, init=False)
+    """:meth:`spread` and :meth:`mean_step`, kept until the steps change (asked for several times a
+    frame)."""
+    _mean: tuple[float, float] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._steps = deque(maxlen=self.length)
@@ -47,19 +51,26 @@ class StepHistory:
             self._steps.append(((x - x0) / frames, (y - y0) / frames))
             root = math.sqrt(frames)
             self._diffusive.append(((x - x0) / root, (y - y0) / root))
+            self._spread = self._mean = None
         self._last = (index, x, y)
+
+    def __len__(self) -> int:
+        """Displacements known."""
+        return len(self._diffusive)
 
     def clear(self) -> None:
         """Forget the motion (a correction moved the object elsewhere)."""
         self._steps.clear()
         self._diffusive.clear()
         self._last = None
+        self._spread = self._mean = None
 
     def mean_step(self) -> tuple[float, float]:
-        if not self._steps:
-            return 0.0, 0.0
-        n = len(self._steps)
-        return sum(s[0] for s in self._steps) / n, sum(s[1] for s in self._steps) / n
+        if self._mean is None:
+            n = len(self._steps)
+            self._mean = (0.0, 0.0) if n == 0 else (sum(s[0] for s in self._steps) / n,
+                                                    sum(s[1] for s in self._steps) / n)  # fmt: skip
+        return self._mean
 
     def predict(self, index: int) -> tuple[float, float] | None:
         """Expected position in frame ``index`` (None before the first sighting)."""
@@ -73,9 +84,15 @@ class StepHistory:
     def spread(self) -> float | None:
         """RMS distance (px per frame) of a step from the mean step, unbiased (n − 1); with one step its
         length; None before the first step."""
+        if self._spread is None:
+            self._spread = self._compute_spread()
+        return self._spread if self._spread >= 0 else None
+
+    def _compute_spread(self) -> float:
+        """:meth:`spread`, -1 for none."""
         n = len(self._diffusive)
         if n == 0:
-            return None
+            return -1.0
         if n == 1:
             sx, sy = self._diffusive[0]
             return math.hypot(sx, sy)

@@ -4,14 +4,23 @@ A connected component of the thresholded signal may hold several particles (the 
 spheres in contact). The detector's denoising (s.d. half the particle radius) fills the gaps between them,
 so the split works on a centre-surround response of the frame itself (a difference of Gaussians at a
 quarter of the particle radius and at the radius): positive on a particle, negative in a gap. Its local
-maxima at least a particle radius apart are the markers, each kept only where the response between it and
-every stronger marker nearby falls below ``SPLIT_DEPTH`` of its own peak (the lowest value on the straight
-line between them, which bounds the true saddle from below). Each pixel of the component then goes to
-its nearest marker, after one step that moves each marker to the centroid of the positive response in its
-part (a centre-surround maximum sits off-centre where a neighbour is near). For particles of one size this
-is the watershed's partition; scipy's image-foresting-transform watershed was tried and gave parts that
-leapt over the dips (ties between equal path costs). A particle much longer than the scale (a rod) can
-show a maximum near each end; the detector's ``split`` switch keeps such components whole.
+maxima at least a particle radius apart are the markers. A weaker marker is kept only if, between it and
+every stronger one within ``REACH`` radii, the response falls below ``SPLIT_DEPTH`` of the lower end: the
+response is read along the segment joining them and averaged across a strip ``STRIP`` radii to each
+side (a gap crosses the segment, so the average keeps it while the noise shrinks). Each pixel of the
+component then goes to its nearest marker, after one step that moves each marker to the centroid of the
+positive response in its part (a centre-surround maximum sits off-centre where a neighbour is near); a
+split whose pieces are much larger than a particle is dropped (``PIECE_DISCS``).
+
+It needs the particle scale. A particle much larger than the radius has centre-surround maxima all along
+its rim and would be cut into pieces, so the detector splits only where the radius is known (given,
+estimated, or an object's own from its prompt box); a rod, longer than its scale, shows a maximum near
+each end, so an object prompted with an elongated box is never split. A tracker that knows several of
+its objects to lie in one component seeds the split with their predicted positions (at any scale), so
+that identity survives contact even where the maxima alone would not separate them. For particles of one
+size the
+nearest-marker partition is the watershed's; scipy's image-foresting-transform watershed was tried and
+gave parts that leapt over the dips (ties between equal path costs).
 """
 
 from __future__ import annotations
@@ -23,11 +32,20 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 SPLIT_DEPTH = 0.5
 """Two maxima are separate particles when the centre-surround response between them falls below this
 share of the lower one."""
+REACH = 4.0
+"""Maxima farther apart than this many radii are not compared (particles in between separate them)."""
+STRIP = 0.8
+"""Half-width of the strip the response is averaged across, in radii."""
+PIECE_DISCS = 3.0
+"""A split is kept only if its pieces are particle-sized: median area at most this many particle discs
+(a particle much larger than the scale would fall into a few large pieces)."""
 _LINE_SAMPLES = 16
+_STRIP_SAMPLES = 9
 
 Points = npt.NDArray[np.intp]
 """(k, 2) array of (row, col) positions in a window."""
@@ -45,40 +63,13 @@ class Basin:
     """Largest signal on it."""
 
 
-def find_markers(inside: npt.NDArray[np.bool_], contrast: npt.NDArray[np.float32], radius: float) -> Points:
-    """Centres of the separate particles on ``inside`` (module docstring), strongest first.
-
-    ``contrast`` is the centre-surround response over the window (:func:`centre_surround`) and ``radius``
-    the particle radius, in the window's pixels.
-    """
-    r = max(1, round(radius))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    peaks = inside & (contrast >= cv2.dilate(contrast, disc)) & (contrast > 0)
-    rows, cols = np.nonzero(peaks)
-    order = np.argsort(-contrast[rows, cols], kind="stable")
-    points = np.column_stack([rows[order], cols[order]]).astype(np.intp)
-    if len(points) < 2:
-        return points
-    heights = contrast[points[:, 0], points[:, 1]].astype(np.float64)
-    dips = _lowest_between(contrast, points, reach=4.0 * r)
-    kept: list[int] = []
-    for i in range(len(points)):
-        ceiling = SPLIT_DEPTH * heights[i]
-        if all(
-            np.hypot(*(points[i] - points[j])) >= r and dips.get((j, i), -np.inf) <= ceiling for j in kept
-        ):
-            kept.append(i)
-    return points[kept]
-
-
 def centre_surround(
     frame: npt.NDArray[np.generic], window: tuple[slice, slice], radius: float, *, dark: bool
 ) -> npt.NDArray[np.float32]:
-    """Centre-surround response of the frame over ``window`` (frame px), particles positive.
+    """The frame over ``window`` (frame px), particles made positive, smoothed at a quarter of the
+    particle ``radius`` (px) minus the same smoothed at the radius.
 
-    A difference of Gaussians on the frame itself (s.d. ``radius`` / 4 and ``radius``, px): it keeps the
-    gaps that the detector's denoising fills in and is negative in them, so packed neighbours separate;
-    its positive part outlines each particle.
+    Both Gaussians run on a grid ``radius`` / 8 coarser (at least 1 px): the same response, cheaper.
     """
     pad = 3 * max(1, math.ceil(radius))
     r0, r1 = max(0, window[0].start - pad), min(frame.shape[0], window[0].stop + pad)
@@ -86,15 +77,12 @@ def centre_surround(
     context = np.asarray(frame[r0:r1, c0:c1], dtype=np.float32)
     if dark:
         context = -context
-    step = max(1, int(radius // 8))  # both filters on a grid this much coarser: the same response, cheaper
+    step = max(1, int(radius // 8))
+    coarse = context
     if step > 1:
         size = (max(1, context.shape[1] // step), max(1, context.shape[0] // step))
-        coarse = cv2.resize(context, size, interpolation=cv2.INTER_AREA)
-    else:
-        coarse = context
-    centre = cv2.GaussianBlur(coarse, (0, 0), max(0.7, radius / 4 / step), borderType=cv2.BORDER_REPLICATE)
-    surround = cv2.GaussianBlur(coarse, (0, 0), radius / step, borderType=cv2.BORDER_REPLICATE)
-    band = np.asarray(centre - surround, dtype=np.float32)
+        coarse = np.asarray(cv2.resize(context, size, interpolation=cv2.INTER_AREA), dtype=np.float32)
+    band = _gaussian(coarse, max(0.7, radius / 4 / step)) - _gaussian(coarse, radius / step)
     if step > 1:
         size = (context.shape[1], context.shape[0])
         band = np.asarray(cv2.resize(band, size, interpolation=cv2.INTER_LINEAR), dtype=np.float32)
@@ -103,38 +91,100 @@ def centre_surround(
     return np.asarray(band[top : top + rows, left : left + cols], dtype=np.float32)
 
 
-def _lowest_between(
-    image: npt.NDArray[np.float32], points: Points, reach: float
-) -> dict[tuple[int, int], float]:
-    """Lowest value on the segment between each pair of points closer than ``reach`` (i < j)."""
+def split_component(
+    inside: npt.NDArray[np.bool_],
+    local: npt.NDArray[np.float32],
+    band: npt.NDArray[np.float32],
+    radius: float,
+    *,
+    seeds: Points | None = None,
+    find: bool = True,
+) -> list[Basin] | None:
+    """The particles of a component, or None when it holds one: ``inside``, the detector's signal
+    ``local`` and the centre-surround ``band`` on the window's grid, ``radius`` in its pixels.
+
+    ``seeds`` are where a tracker expects its objects in the component (each one particle); with ``find``
+    the maxima of the band farther than a radius from every seed are particles too (newcomers).
+    """
+    markers = find_markers(inside, band, radius) if find else np.empty((0, 2), dtype=np.intp)
+    if seeds is not None and len(seeds):
+        far = np.hypot(*(markers[:, None, :] - seeds[None, :, :]).transpose(2, 0, 1)).min(axis=1) >= radius
+        markers = np.vstack([seeds, markers[far]]).astype(np.intp)
+    if len(markers) < 2:
+        return None
+    parts = basins(inside, markers, band, local)
+    trusted = seeds is not None and len(seeds) > 1
+    if not trusted and np.median([p.mask.sum() for p in parts]) > PIECE_DISCS * math.pi * radius**2:
+        return None
+    return parts
+
+
+def find_markers(inside: npt.NDArray[np.bool_], band: npt.NDArray[np.float32], radius: float) -> Points:
+    """Centres of the separate particles on ``inside`` (module docstring), strongest first; ``radius`` in
+    the window's pixels."""
+    r = max(1, round(radius))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    peaks = inside & (band >= cv2.dilate(band, disc)) & (band > 0)
+    rows, cols = np.nonzero(peaks)
+    order = np.argsort(-band[rows, cols], kind="stable")
+    points = np.column_stack([rows[order], cols[order]]).astype(np.intp)
+    if len(points) < 2:
+        return points
+    pairs = _pairs_within(points, REACH * r)
+    ends, lowest = _profiles(band, points, pairs, STRIP * r)
+    apart = np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))
+    joined = apart < r  # too close to be two particles, or ...
+    one = lowest > SPLIT_DEPTH * ends  # ... no dip between them
+    joined[pairs[0][one], pairs[1][one]] = True
+    kept = np.zeros(len(points), dtype=bool)
+    for i in range(len(points)):  # strongest first: a weaker one joined to a kept one is not a particle
+        kept[i] = not np.any(kept[:i] & joined[:i, i])
+    return points[kept]
+
+
+def _pairs_within(points: Points, reach: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     i, j = np.triu_indices(len(points), k=1)
     close = np.hypot(*(points[i] - points[j]).T) < reach
-    i, j = i[close], j[close]
-    t = np.linspace(0.0, 1.0, _LINE_SAMPLES)[None, :, None]
-    line = np.rint(points[i][:, None, :] * (1 - t) + points[j][:, None, :] * t).astype(np.intp)
-    lowest = image[line[..., 0], line[..., 1]].min(axis=1)
-    return {(int(a), int(b)): float(v) for a, b, v in zip(i, j, lowest, strict=True)}
+    return i[close], j[close]
+
+
+def _profiles(
+    image: npt.NDArray[np.float32],
+    points: Points,
+    pairs: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]],
+    half_width: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """For each pair, ``image`` along the segment between its points averaged across a strip
+    ``half_width`` to each side: the lower of its two ends and its lowest value."""
+    i, j = pairs
+    a, b = points[i].astype(np.float64), points[j].astype(np.float64)
+    along = b - a
+    normal = np.column_stack([-along[:, 1], along[:, 0]]) / np.maximum(np.hypot(*along.T), 1e-9)[:, None]
+    t = np.linspace(0.0, 1.0, _LINE_SAMPLES)[None, :, None, None]
+    u = np.linspace(-half_width, half_width, _STRIP_SAMPLES)[None, None, :, None]
+    at = a[:, None, None, :] + t * along[:, None, None, :] + u * normal[:, None, None, :]
+    rows = np.clip(np.rint(at[..., 0]).astype(np.intp), 0, image.shape[0] - 1)
+    cols = np.clip(np.rint(at[..., 1]).astype(np.intp), 0, image.shape[1] - 1)
+    profile = image[rows, cols].astype(np.float64).mean(axis=2)
+    return np.minimum(profile[:, 0], profile[:, -1]), profile.min(axis=1)
 
 
 def basins(
     inside: npt.NDArray[np.bool_],
     markers: Points,
-    contrast: npt.NDArray[np.float32],
+    band: npt.NDArray[np.float32],
     local: npt.NDArray[np.float32],
 ) -> list[Basin]:
     """``inside`` split among ``markers`` (at least two): each pixel to the nearest marker, after the
-    markers have moved to the centroids of the positive ``contrast`` in their parts (a centre-surround
-    maximum sits off-centre where a neighbour is near). One :class:`Basin` per marker that keeps any
-    pixel, with its peak in the signal ``local``."""
+    markers have moved to the centroids of the positive ``band`` in their parts. One :class:`Basin` per
+    marker that keeps any pixel, with its peak in the signal ``local``."""
     rows, cols = np.nonzero(inside)
     nearest = _nearest(rows, cols, markers.astype(np.float64))
-    weight = np.maximum(contrast[rows, cols], 0.0).astype(np.float64)  # one Lloyd step: basin centroids
+    weight = np.maximum(band[rows, cols], 0.0).astype(np.float64)
     n = len(markers)
     mass = np.bincount(nearest, weight, n)
-    centroids = np.column_stack(
-        [np.bincount(nearest, weight * rows, n), np.bincount(nearest, weight * cols, n)]
-    )
-    moved = np.where(mass[:, None] > 0, centroids / np.maximum(mass, 1e-12)[:, None], markers)
+    sums = np.column_stack([np.bincount(nearest, weight * rows, n), np.bincount(nearest, weight * cols, n)])
+    moved = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-12)[:, None], markers)
     labels = np.zeros(inside.shape, dtype=np.int32)
     labels[rows, cols] = _nearest(rows, cols, moved) + 1
     peaks = ndimage.maximum(local, labels, np.arange(1, n + 1))
@@ -146,11 +196,16 @@ def basins(
     return out
 
 
+def _gaussian(image: npt.NDArray[np.float32], sigma: float) -> npt.NDArray[np.float32]:
+    return np.asarray(cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE), np.float32)
+
+
 def _nearest(
     rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], points: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.intp]:
-    d2 = (rows[:, None] - points[None, :, 0]) ** 2 + (cols[:, None] - points[None, :, 1]) ** 2
-    return np.asarray(np.argmin(d2, axis=1), dtype=np.intp)
+    """Index of the point nearest to each pixel (rows, cols)."""
+    _, index = cKDTree(points).query(np.column_stack([rows, cols]))
+    return np.asarray(index, dtype=np.intp)
 
 
 def _grown(span: slice, size: int) -> slice:

@@ -111,7 +111,10 @@ class Sam2Tracker:
         checkpoint = Path(c.checkpoint) if c.checkpoint else None
         self.model = bind_backend(model, c.model, checkpoint, c.seed, c)
         self.preprocess = Preprocessor(model.image_size, self.device, c.normalization)
-        self.detector = Detector(DetectorConfig(particle_radius_px=c.particle_radius_px, polarity=c.polarity))
+        # SAM 2 segments touching particles itself; the detector only proposes where to prompt.
+        self.detector = Detector(
+            DetectorConfig(particle_radius_px=c.particle_radius_px, polarity=c.polarity, split=False)
+        )
         self._candidates = CandidateConfirmer(4 * c.particle_radius_px, c.confirm_frames)
         self._auto_detect = c.auto_detect
         self._objects: dict[int, _Object] = {}
@@ -164,6 +167,9 @@ class Sam2Tracker:
         self._ids.reset()
         self._t = 0
         self._shape = None
+
+    def settings(self) -> dict[str, Any]:
+        return {}  # nothing chosen at run time
 
     def bank_sizes(self) -> dict[int, tuple[int, int, int]]:
         """Per object: (conditioning frames, mask memories, object pointers) held."""

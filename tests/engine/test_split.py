@@ -96,3 +96,22 @@ def test_two_particles_keep_their_ids_through_contact(gap_px):
             assert o.visible, f"frame {k}: object {o.id} lost at {d:.1f} px apart"
             error = abs(o.x - truth[o.id])
             assert error < 2.0, f"frame {k}: object {o.id} {error:.1f} px from its particle"
+
+
+def test_packed_particles_are_split_only_at_a_known_radius():
+    assert not DetectorConfig().splits  # the default radius is a guess: a large particle would be cut up
+    assert DetectorConfig(particle_radius_px=8.0).splits
+    assert not DetectorConfig(particle_radius_px=8.0, split=False).splits
+    big = frame_with(squares=((128.0, 128.0),), edge=60.0)  # a flat square of 60 px, far above 8 px
+    assert len(Detector(DetectorConfig()).detect(big).detections) == 1
+
+
+def test_seeds_split_a_component_at_any_scale():
+    """Where a tracker expects two objects, a merged component is shared between them even with the
+    maxima search off."""
+    image = frame_with(((100.0, 128.0), (121.0, 128.0)))
+    detector = Detector(DetectorConfig(particle_radius_px=10.0, split=False))
+    assert len(detector.detect(image).detections) == 1
+    got = centres(detector.detect(image, seeds=[(101.0, 127.0), (120.0, 129.0)]))
+    assert len(got) == 2
+    assert np.hypot(*(got - np.array([(100.0, 128.0), (121.0, 128.0)])).T).max() < 1.5
