@@ -192,6 +192,7 @@ class Daemon:
                 "engine_errors": s.engine_errors,
                 "control_errors": s.control_errors,
                 "msd": asdict(self.engine.statistics.settings),
+                "engine_settings": self.engine.tracker_settings,
             },
             diffusion=list(self.engine.statistics.summary),
         )

@@ -71,6 +71,7 @@ class EngineLoop:
         # Snapshots for other threads (status, metrics); replaced whole, never mutated.
         self.object_ids: tuple[int, ...] = tuple(o.id for o in tracker.objects())
         self.auto_detect = tracker.auto_detect
+        self.tracker_settings: dict[str, Any] = tracker.settings()
         self.pixel_size_nm: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lptem-engine", daemon=True)
@@ -106,6 +107,7 @@ class EngineLoop:
         t_done_ns = time.time_ns()
         self._last_frame = item.frame.frame
         self.object_ids = tuple(o.id for o in result.objects)
+        self.tracker_settings = self.tracker.settings()
         self.pixel_size_nm = item.pixel_size_nm
         self._stats.frame_processed(item.frame.frame, item.frame.t_ns, (t_done_ns - item.t_recv_ns) / 1e9)
         track = self._track_message(item, result, t_done_ns)
@@ -162,6 +164,7 @@ class EngineLoop:
             self._record_event(event)
             self.object_ids = tuple(o.id for o in self.tracker.objects())
             self.auto_detect = self.tracker.auto_detect
+            self.tracker_settings = self.tracker.settings()
         return {"ok": True, **reply}
 
     def _dispatch(self, command: Command) -> dict[str, Any]:

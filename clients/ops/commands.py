@@ -141,9 +141,22 @@ def format_status(s: StatusMessage) -> str:
             f"  latency p50 {p50} ms  p99 {p99} ms",
             f"objects  {s.objects or 'none'}  auto-detect {'on' if s.auto_detect else 'off'}"
             f"  last frame {s.last_frame}  pixel {pixel}",
+            *_format_engine_settings(s),
             *_format_diffusion(s),
         ]
     )
+
+
+def _format_engine_settings(s: StatusMessage) -> list[str]:
+    """What the engine chose for itself (e.g. the particle radius it estimated), one line."""
+    settings = s.extra.get("engine_settings") or {}
+    if "particle_radius_px" not in settings:
+        return [f"engine   {settings}"] if settings else []
+    radius, source = settings["particle_radius_px"], settings["particle_radius_source"]
+    line = f"engine   particle radius {radius:g} px ({source}"
+    if "scale_blobs" in settings:
+        line += f" from {settings['scale_blobs']} blobs"
+    return [line + ")"]
 
 
 def _format_diffusion(s: StatusMessage) -> list[str]:

@@ -8,6 +8,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from lptem.clients.ops.commands import format_status
 from lptem.clients.wire.control import ControlClient, ControlError
 from lptem.clients.wire.sender import FrameSender
 from lptem.clients.wire.subscriber import Received, Subscriber
@@ -202,3 +203,20 @@ def test_callback_style_dispatches_in_a_background_thread(make_daemon):
     assert done.wait(10)
     sub.close()
     assert got == [0, 1, 2, 3, 4]
+
+
+def test_status_reports_the_particle_radius_the_engine_estimated(make_daemon):
+    movie = BlobMovie(BlobMovieConfig(shape=(256, 256), n_blobs=4, radius_px=10.0), 3)
+    daemon = make_daemon(auto_detect=True, policy=Policy.QUEUE)  # no particle_radius_px given
+    with ControlClient(daemon.endpoints["control"]) as c:
+        assert c.status().extra["engine_settings"]["particle_radius_source"] == "default"
+        with FrameSender(daemon.endpoints["ingest"]) as cam:
+            for _, frame in movie.frames():
+                cam.send(frame)
+        assert wait_until(lambda: c.status().frames_processed == 3)
+        status = c.status()
+    settings = status.extra["engine_settings"]
+    assert settings["particle_radius_source"] == "estimated"
+    assert settings["particle_radius_px"] == pytest.approx(10.0, rel=0.2)
+    shown = format_status(status)  # what `lptem status` prints
+    assert f"engine   particle radius {settings['particle_radius_px']:g} px (estimated from" in shown
