@@ -32,6 +32,13 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
         help="the particles' rotational symmetry, for rotational statistics: angles are modulo 360°/N "
         "(default: what a record's daemon ran with, else 2)",
     )
+    parser.add_argument(
+        "--trapped",
+        action="store_true",
+        help="the particles are held at sites (a crystal, tethers): fit each one's MSD with a trap "
+        "(Ornstein-Uhlenbeck, localisation noise taken out) for its spring constant (kT/nm²), relaxation "
+        "time, D and, with angles, D_r; writes trap_fits.csv",
+    )
     parser.add_argument("--no-figures", action="store_true", help="write the tables only")
 
 
@@ -49,7 +56,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     try:
         data = load(path, args.pixel_size_nm, args.fps)
         symmetry = args.symmetry or data.symmetry or 2
-        result = analyze(data, args.max_lag, args.min_frames, symmetry=symmetry)
+        result = analyze(data, args.max_lag, args.min_frames, symmetry=symmetry, trapped=args.trapped)
         files = write_tables(result, out)
         if not args.no_figures:
             from lptem.clients.analysis.figures import write_figures  # noqa: PLC0415 - matplotlib only when needed
@@ -84,3 +91,21 @@ def _print_report(result: Analysis) -> None:
         for row in result.rotation.fits.itertuples():
             note = f"  ({row.note})" if row.note else ""
             print(f"  particle {row.particle:>5}: D_r {row.D_r:11.4g}  α {row.alpha:6.3f}{note}")
+    if result.trap is not None and not result.trap.empty:
+        _print_trap(result)
+
+
+def _print_trap(result: Analysis) -> None:
+    """Medians over the particles of the trap fits (the table has each one)."""
+    d, trap = result.data, result.trap
+    assert trap is not None
+    length, time = d.length_unit, d.time_unit
+    med = trap.median(numeric_only=True)
+    line = (
+        f"  held at sites ({len(trap)} particles, medians): k {med['k']:.4g} kT/{length}²  "
+        f"sd {med['sd']:.3g} {length}  noise {med['noise_sd']:.3g} {length}  τ {med['tau']:.3g} {time}  "
+        f"D {med['D']:.4g} {length}²/{time}"
+    )
+    if "D_r" in trap.columns:
+        line += f"  D_r {med['D_r']:.4g} rad²/{time}  sd_θ {med['sd_theta_deg']:.3g}°"
+    print(line)

@@ -11,6 +11,9 @@ trackpy table (frame, particle, x, y; CSV or Parquet). Writes into ``--out``:
     rotation_fits.csv      particle, frames, D_r_rad2_per_s_alpha, alpha, fitted lags, r² (MSD_θ = 2 D_r τ^α),
                            when the input has angles (unwrapped modulo 360°/--symmetry)
     rotational_msd.csv     particle, lag, lag_s, msd_rad2, pairs
+    trap_fits.csv          with --trapped: particle, frames, k_kT_per_nm2, sd_nm, noise_sd_nm, tau_s,
+                           D_nm2_per_s and, with angles, sd_theta_deg, noise_theta_deg, tau_theta_s,
+                           D_r_rad2_per_s (an Ornstein–Uhlenbeck fit about the site: trap.py)
     summary.json           units, column names, per-particle and ensemble fits (null where undefined)
     *.png                  the same as figures, plus trajectories coloured by time and angle traces
 
@@ -32,6 +35,7 @@ import pandas as pd
 
 from lptem.clients.analysis.inputs import AnalyzeError, Trajectories
 from lptem.clients.analysis.rotation import Rotation, rotation, rotation_columns
+from lptem.clients.analysis.trap import trap_columns, trap_fits
 from lptem.engine.analysis import (
     Displacements,
     EnsembleMsd,
@@ -58,6 +62,8 @@ class Analysis:
     displacements: list[Displacements]
     rotation: Rotation | None = None
     """Rotational MSD and D_r per particle (None when the input carries no angles)."""
+    trap: pd.DataFrame | None = None
+    """Per particle, the fit of a particle held at a site (``--trapped``; clients/analysis/trap.py)."""
 
 
 def analyze(
@@ -66,6 +72,8 @@ def analyze(
     min_frames: int = 20,
     displacement_lags: tuple[int, ...] = (1, 4, 16),
     symmetry: int = 2,
+    *,
+    trapped: bool = False,
 ) -> Analysis:
     trajectories = data.dense(min_frames)
     if not trajectories:
@@ -100,6 +108,7 @@ def analyze(
         vacf_pairs,
         [displacements(walks, lag) for lag in displacement_lags],
         rotation(data, symmetry, max_lag, min_frames),
+        trap_fits(data, max_lag, min_frames, symmetry) if trapped else None,
     )
 
 
@@ -152,6 +161,9 @@ def write_tables(result: Analysis, out: Path) -> list[str]:
         ):
             table.rename(columns=turning).to_csv(out / name, index=False)
             names.append(name)
+    if result.trap is not None:
+        result.trap.rename(columns=trap_columns(result.data)).to_csv(out / "trap_fits.csv", index=False)
+        names.append("trap_fits.csv")
     summary = json.dumps(_without_nan(_summary(result)), indent=1, allow_nan=False, default=_json_number)
     (out / "summary.json").write_text(summary)
     return [*names, "summary.json"]

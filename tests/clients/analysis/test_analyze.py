@@ -280,3 +280,39 @@ def test_rotational_diffusion_of_cubes_from_a_record(tmp_path: Path) -> None:
         "msd_rad2",
         "pairs",
     ]
+
+
+def test_cubes_held_at_sites_give_spring_constant_and_rotational_diffusion(tmp_path: Path) -> None:
+    """Three cubes trapped at sites (1 px s.d. per axis, 0.8 kept per frame; rocking 10° s.d., 0.9 kept)
+    seen with 0.6 px of localisation noise, recorded by a daemon run with -E symmetry=4: `lptem analyze
+    --trapped` gives k = kT/σ² with the noise taken out, and D_r of the rocking."""
+    rng = np.random.default_rng(9)
+    frames, pixel_nm, fps = 4000, 0.5, 50.0
+
+    def trapped(sd: float, keep: float, shape: tuple[int, ...]) -> np.ndarray:
+        x = np.zeros((frames, *shape))
+        x[0] = rng.normal(0, sd, shape)
+        for i in range(1, frames):
+            x[i] = keep * x[i - 1] + rng.normal(0, sd * np.sqrt(1 - keep**2), shape)
+        return x
+
+    offsets = trapped(1.0, 0.8, (3, 2)) + rng.normal(0, 0.6, (frames, 3, 2))
+    turns = trapped(10.0, 0.9, (3,))
+    table = pd.DataFrame(
+        [(f, p, 100.0 + 40 * p + offsets[f, p, 0], 100.0 + offsets[f, p, 1], (turns[f, p] + 45) % 90 - 45)
+         for f in range(frames) for p in range(3)],
+        columns=["frame", "particle_id", "x", "y", "angle"],
+    )  # fmt: skip
+    table.to_csv(tmp_path / "trajectories.csv", index=False)
+    out = tmp_path / "out"
+    args = ["analyze", str(tmp_path / "trajectories.csv"), "--out", str(out), "--no-figures", "--trapped",
+            "--symmetry", "4", "--pixel-size-nm", str(pixel_nm), "--fps", str(fps)]  # fmt: skip
+    assert main(args) == 0
+    fits = pd.read_csv(out / "trap_fits.csv")
+    assert len(fits) == 3
+    k_true = 1.0 / pixel_nm**2  # kT/nm²: σ = 1 px = 0.5 nm
+    assert fits["k_kT_per_nm2"].median() == pytest.approx(k_true, rel=0.1)
+    assert fits["noise_sd_nm"].median() == pytest.approx(0.6 * pixel_nm, rel=0.15)
+    d_r = np.radians(10.0) ** 2 * (1 - 0.9**2) / (2 / fps)
+    assert fits["D_r_rad2_per_s"].median() == pytest.approx(d_r, rel=0.1)
+    assert fits["sd_theta_deg"].median() == pytest.approx(10.0, rel=0.1)
