@@ -17,7 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from lptem.engine.api import Frame, Measurement
-from lptem.engine.measure import check_symmetry, contrast_orientation, measure_mask
+from lptem.engine.measure import (
+    check_symmetry,
+    contrast_orientation,
+    contrast_orientations,
+    contrast_smoothing,
+    measure_labels,
+    measure_mask,
+)
 from lptem.engine.noise import border_noise_factor, robust_sigma
 from lptem.engine.split import Basin, centre_surround, split_component
 
@@ -209,12 +216,13 @@ class Detector:
             if here is not None:
                 here = here - np.array([window[0].start, window[1].start], dtype=np.intp)
             parts, outline = self._particles(frame, signal, window, inside, here)
+            if outline is not None:  # packed particles: measured together
+                detections.extend(
+                    self._packed(frame, local, window, parts, outline, threshold=threshold, sigma=sigma)
+                )
+                continue
             for part in parts:
                 local_full, inside_full = self._upsample(local[part.rows, part.cols], part.mask)
-                if outline is not None:  # a packed particle: its own basin, where it stands out
-                    b = self.bin
-                    inside_full &= outline[part.rows.start * b : part.rows.stop * b,
-                                           part.cols.start * b : part.cols.stop * b] > 0  # fmt: skip
                 level = max(threshold, self.config.segment_fraction * part.peak)
                 origin = (
                     (window[1].start + part.cols.start) * self.bin,
@@ -261,6 +269,74 @@ class Detector:
         binned = band if b == 1 else _f32(cv2.resize(band, local.shape[::-1], interpolation=cv2.INTER_AREA))
         parts = split_component(inside, local, binned, radius / b, seeds=seeds, find=find)
         return (whole, None) if parts is None else (parts, band)
+
+    def _packed(
+        self,
+        frame: Frame,
+        local: npt.NDArray[np.float32],
+        window: tuple[slice, slice],
+        parts: list[Basin],
+        outline: npt.NDArray[np.float32],
+        *,
+        threshold: float,
+        sigma: float,
+    ) -> list[Detection]:
+        """The particles of a split component, measured in one pass over its window: each part's mask is
+        where its basin stands out (``outline`` > 0, the centre-surround response at full resolution) and
+        the signal reaches ``segment_fraction`` of the part's peak; each connected piece of that within
+        the area limits and significant enough is a detection, as for a lone particle."""
+        b = self.bin
+        basin = np.zeros(local.shape, dtype=np.int32)
+        for k, part in enumerate(parts, start=1):
+            basin[part.rows, part.cols][part.mask] = k
+        level = np.maximum(
+            threshold, self.config.segment_fraction * np.array([0.0, *(p.peak for p in parts)])
+        )
+        level[0] = np.inf
+        if b > 1:
+            size = (local.shape[1] * b, local.shape[0] * b)
+            local = _f32(cv2.resize(local, size, interpolation=cv2.INTER_LINEAR))
+            basin = basin.repeat(b, axis=0).repeat(b, axis=1)
+        core = (outline > 0) & (local >= level[basin])
+        groups, count = _pieces(core, basin, parts, b)
+        x0, y0 = window[1].start * b, window[0].start * b
+        lo, hi = self.config.area_limits
+        binned = (frame.shape[0] // b, frame.shape[1] // b)  # the signal's shape
+        out = []
+        for g, measured in enumerate(measure_labels(groups, count, x_offset=x0, y_offset=y0), 1):
+            if measured is None or not lo <= measured.area_px <= hi:
+                continue
+            bx0, by0, bx1, by1 = measured.bbox
+            box = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+            mask = groups[box] == g
+            piece = np.where(mask, local[box], -np.inf)
+            r, c = np.unravel_index(int(np.argmax(piece)), piece.shape)
+            noise = sigma * self._noise_scale((by0 + int(r)) // b, (bx0 + int(c)) // b, binned)
+            snr = float(piece[r, c]) / noise if noise > 0 else math.inf
+            if snr < self.config.min_peak_sigma:
+                continue
+            out.append(Detection(measured, snr, mask, (bx0, by0)))
+        if self.config.symmetry == 2 or not out:
+            return out
+        smoothed, origin = self._orientation_crop(frame, x0, y0, groups.shape)
+        dark = self.config.polarity == "dark"
+        thetas = contrast_orientations(
+            smoothed, [d.measurement for d in out], self.config.symmetry, dark=dark, origin=origin
+        )
+        return [
+            replace(d, measurement=replace(d.measurement, theta_deg=t))
+            for d, t in zip(out, thetas, strict=True)
+        ]
+
+    def _orientation_crop(
+        self, frame: Frame, x0: int, y0: int, shape: tuple[int, ...]
+    ) -> tuple[npt.NDArray[np.float32], tuple[int, int]]:
+        """The frame around a window (top-left ``x0``, ``y0``; ``shape``) with a margin of two particle
+        radii, smoothed for :func:`contrast_orientations`, and its origin (column, row)."""
+        margin = math.ceil(2 * self.config.radius_px) + 4
+        r0, c0 = max(0, y0 - margin), max(0, x0 - margin)
+        r1, c1 = min(frame.shape[0], y0 + shape[0] + margin), min(frame.shape[1], x0 + shape[1] + margin)
+        return contrast_smoothing(frame[r0:r1, c0:c1]), (c0, r0)
 
     def _seeds_by_component(
         self, seeds: Sequence[tuple[float, float]], components: npt.NDArray[np.integer]
@@ -374,6 +450,24 @@ class Detector:
         dr = min(row, shape[0] - 1 - row)
         dc = min(col, shape[1] - 1 - col)
         return float(edge[min(dr, len(edge) - 1)] * edge[min(dc, len(edge) - 1)])
+
+
+def _pieces(
+    core: npt.NDArray[np.bool_], basin: npt.NDArray[np.int32], parts: list[Basin], b: int
+) -> tuple[npt.NDArray[np.int32], int]:
+    """The connected pieces of each basin's ``core`` (basin k + 1 is ``parts[k]``, boxes on the grid
+    ``b`` times coarser) as one label image, and their count. Per basin: two pieces of one basin may touch
+    only through a neighbour's pixels, which must not join them."""
+    groups = np.zeros(core.shape, dtype=np.int32)
+    count = 0
+    for k, part in enumerate(parts, start=1):
+        box = (slice(part.rows.start * b, part.rows.stop * b), slice(part.cols.start * b, part.cols.stop * b))
+        mine = core[box] & (basin[box] == k)
+        found, labels = cv2.connectedComponents(mine.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+        if found > 1:
+            groups[box][mine] = np.asarray(labels)[mine] + count
+            count += found - 1
+    return groups, count
 
 
 def _nearest_maximum(

@@ -17,10 +17,12 @@ its rim and would be cut into pieces, so the detector splits only where the radi
 estimated, or an object's own from its prompt box); a rod, longer than its scale, shows a maximum near
 each end, so an object prompted with an elongated box is never split. A tracker that knows several of
 its objects to lie in one component seeds the split with their predicted positions (at any scale), so
-that identity survives contact even where the maxima alone would not separate them. For particles of one
-size the
+that identity survives contact even where the maxima alone would not separate them; a maximum is a
+particle besides the seeds only where a dip parts it from each seed. For particles of one size the
 nearest-marker partition is the watershed's; scipy's image-foresting-transform watershed was tried and
-gave parts that leapt over the dips (ties between equal path costs).
+gave parts that leapt over the dips (ties between equal path costs). The partition comes from OpenCV's
+distance transform with labels (a 5 x 5 approximation of the Euclidean distance, markers on whole
+pixels): about 20x faster than a k-d tree per pixel, and it moves a boundary by at most a pixel.
 """
 
 from __future__ import annotations
@@ -104,12 +106,12 @@ def split_component(
     ``local`` and the centre-surround ``band`` on the window's grid, ``radius`` in its pixels.
 
     ``seeds`` are where a tracker expects its objects in the component (each one particle); with ``find``
-    the maxima of the band farther than a radius from every seed are particles too (newcomers).
+    the maxima of the band farther than a radius from every seed, and apart from each by a dip as
+    between two maxima, are particles too (newcomers).
     """
     markers = find_markers(inside, band, radius) if find else np.empty((0, 2), dtype=np.intp)
     if seeds is not None and len(seeds):
-        far = np.hypot(*(markers[:, None, :] - seeds[None, :, :]).transpose(2, 0, 1)).min(axis=1) >= radius
-        markers = np.vstack([seeds, markers[far]]).astype(np.intp)
+        markers = np.vstack([seeds, _newcomers(markers, seeds, band, radius)]).astype(np.intp)
     if len(markers) < 2:
         return None
     parts = basins(inside, markers, band, local)
@@ -140,6 +142,24 @@ def find_markers(inside: npt.NDArray[np.bool_], band: npt.NDArray[np.float32], r
     for i in range(len(points)):  # strongest first: a weaker one joined to a kept one is not a particle
         kept[i] = not np.any(kept[:i] & joined[:i, i])
     return points[kept]
+
+
+def _newcomers(markers: Points, seeds: Points, band: npt.NDArray[np.float32], radius: float) -> Points:
+    """The ``markers`` that are particles besides the ``seeds``: at least a radius from every seed, and
+    apart from each seed within ``REACH`` radii by a dip as between two markers (a marker off a seed's
+    particle centre, with the seed off it the other way, is the same particle)."""
+    if len(markers) == 0:
+        return markers
+    far = np.hypot(*(markers[:, None, :] - seeds[None, :, :]).transpose(2, 0, 1)).min(axis=1) >= radius
+    markers = markers[far]
+    points = np.vstack([markers, seeds])
+    i, j = _pairs_within(points, REACH * max(1, round(radius)))
+    across = (i < len(markers)) & (j >= len(markers))  # a marker and a seed
+    i, j = i[across], j[across]
+    ends, lowest = _profiles(band, points, (i, j), STRIP * max(1, round(radius)))
+    joined = np.zeros(len(markers), dtype=bool)
+    joined[i[lowest > SPLIT_DEPTH * ends]] = True
+    return markers[~joined]
 
 
 def _pairs_within(points: Points, reach: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -179,20 +199,21 @@ def basins(
     markers have moved to the centroids of the positive ``band`` in their parts. One :class:`Basin` per
     marker that keeps any pixel, with its peak in the signal ``local``."""
     rows, cols = np.nonzero(inside)
-    nearest = _nearest(rows, cols, markers.astype(np.float64))
+    nearest = _nearest(inside.shape, markers)[rows, cols]
     weight = np.maximum(band[rows, cols], 0.0).astype(np.float64)
     n = len(markers)
     mass = np.bincount(nearest, weight, n)
     sums = np.column_stack([np.bincount(nearest, weight * rows, n), np.bincount(nearest, weight * cols, n)])
     moved = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-12)[:, None], markers)
     labels = np.zeros(inside.shape, dtype=np.int32)
-    labels[rows, cols] = _nearest(rows, cols, moved) + 1
-    peaks = ndimage.maximum(local, labels, np.arange(1, n + 1))
+    _, index = cKDTree(moved).query(np.column_stack([rows, cols]))  # sub-pixel markers: exact distances
+    labels[rows, cols] = np.asarray(index, dtype=np.intp) + 1
     out = []
     for k, box in enumerate(ndimage.find_objects(labels, max_label=n)):
         if box is not None:
             r, c = _grown(box[0], local.shape[0]), _grown(box[1], local.shape[1])
-            out.append(Basin(r, c, labels[r, c] == k + 1, float(peaks[k])))
+            mask = labels[r, c] == k + 1
+            out.append(Basin(r, c, mask, float(local[r, c][mask].max())))
     return out
 
 
@@ -200,12 +221,21 @@ def _gaussian(image: npt.NDArray[np.float32], sigma: float) -> npt.NDArray[np.fl
     return np.asarray(cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE), np.float32)
 
 
-def _nearest(
-    rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], points: npt.NDArray[np.float64]
-) -> npt.NDArray[np.intp]:
-    """Index of the point nearest to each pixel (rows, cols)."""
-    _, index = cKDTree(points).query(np.column_stack([rows, cols]))
-    return np.asarray(index, dtype=np.intp)
+def _nearest(shape: tuple[int, ...], points: Points) -> npt.NDArray[np.intp]:
+    """Per pixel of a ``shape`` window, the index of the nearest of ``points`` (distinct pixels inside
+    it): OpenCV's distance transform with labels (5 x 5 mask, a close approximation of the Euclidean
+    distance; about 20x faster than a k-d tree query per pixel)."""
+    rows = np.clip(points[:, 0], 0, shape[0] - 1)
+    cols = np.clip(points[:, 1], 0, shape[1] - 1)
+    source = np.ones(shape, dtype=np.uint8)
+    source[rows, cols] = 0
+    _, found = cv2.distanceTransformWithLabels(
+        source, cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    labels = np.asarray(found, dtype=np.intp)
+    to_point = np.zeros(int(labels.max()) + 1, dtype=np.intp)
+    to_point[labels[rows, cols]] = np.arange(len(points))  # a shared pixel goes to the last point there
+    return to_point[labels]
 
 
 def _grown(span: slice, size: int) -> slice:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.measure import regionprops
 
-from lptem.engine.measure import measure_label, measure_mask, orientation_deg
+from lptem.engine.measure import measure_label, measure_labels, measure_mask, orientation_deg
 
 
 def ellipse_mask(shape, cx, cy, a, b, theta_deg):  # noqa: PLR0917 - the ellipse's own parameters
@@ -124,3 +124,24 @@ def test_an_unknown_symmetry_is_refused():
 
     with pytest.raises(ValueError, match=r"symmetry must be one of \(1, 2, 4, 6\)"):
         ClassicalConfig(symmetry=3)
+
+
+def test_measure_labels_equals_measure_mask_of_each_region():
+    rng = np.random.default_rng(3)
+    labels = np.zeros((60, 80), dtype=np.int32)
+    yy, xx = np.mgrid[:60, :80]
+    for k, (x, y, a, b) in enumerate([(15, 15, 8, 4), (50, 20, 5, 9), (30, 45, 10, 10)], start=1):
+        labels[((xx - x) / a) ** 2 + ((yy - y) / b) ** 2 <= 1] = k
+    labels[rng.random(labels.shape) < 0.05] = 0  # ragged regions
+    got = measure_labels(labels, 4, x_offset=7, y_offset=3)
+    assert got[3] is None  # label 4 is absent
+    for k in (1, 2, 3):
+        expected = measure_label(labels, k)
+        assert expected is not None
+        ours = got[k - 1]
+        assert ours is not None
+        assert ours.bbox == tuple(v + o for v, o in zip(expected.bbox, (7, 3, 7, 3), strict=True))
+        assert (ours.x - 7, ours.y - 3, ours.area_px) == pytest.approx(
+            (expected.x, expected.y, expected.area_px)
+        )
+        assert ours.theta_deg == pytest.approx(expected.theta_deg, abs=1e-9)

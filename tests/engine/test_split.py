@@ -9,6 +9,7 @@ import pytest
 from lptem.engine.api import Box, Prompt
 from lptem.engine.classical import ClassicalConfig, ClassicalTracker
 from lptem.engine.detect import Detector, DetectorConfig
+from lptem.engine.split import split_component
 
 BACKGROUND, DARK, NOISE = 160.0, 60.0, 6.0
 
@@ -115,3 +116,21 @@ def test_seeds_split_a_component_at_any_scale():
     got = centres(detector.detect(image, seeds=[(101.0, 127.0), (120.0, 129.0)]))
     assert len(got) == 2
     assert np.hypot(*(got - np.array([(100.0, 128.0), (121.0, 128.0)])).T).max() < 1.5
+
+
+def test_a_seed_off_its_particle_does_not_split_it_with_the_maximum_there():
+    """One particle with its centre-surround maximum on one side and the tracker's predicted position
+    a radius away on the other: the maximum is the seed's particle (no dip between them), not a newcomer;
+    a second particle beyond a gap is one."""
+    radius = 6.0
+    inside = np.zeros((48, 64), dtype=bool)
+    yy, xx = np.mgrid[:48, :64]
+    inside[(xx - 20) ** 2 + (yy - 24) ** 2 <= (1.6 * radius) ** 2] = True
+    band = np.exp(-((xx - 23.0) ** 2 + (yy - 24.0) ** 2) / (2 * radius**2)).astype(np.float32)
+    seeds = np.array([[24, 16]])  # (row, col): 7 px from the maximum at column 23
+    assert split_component(inside, band, band, radius, seeds=seeds) is None
+    inside[(xx - 46) ** 2 + (yy - 24) ** 2 <= (1.6 * radius) ** 2] = True  # a neighbour beyond a dip
+    band += np.exp(-((xx - 46.0) ** 2 + (yy - 24.0) ** 2) / (2 * radius**2)).astype(np.float32)
+    parts = split_component(inside, band, band, radius, seeds=seeds)
+    assert parts is not None
+    assert len(parts) == 2
