@@ -105,11 +105,14 @@ def split_component(
     """The particles of a component, or None when it holds one: ``inside``, the detector's signal
     ``local`` and the centre-surround ``band`` on the window's grid, ``radius`` in its pixels.
 
-    ``seeds`` are where a tracker expects its objects in the component (each one particle); with ``find``
+    ``seeds`` are where a tracker expects its objects in the component (each one particle); two seeds
+    closer than a radius cannot both be particles (two objects on one), so neither is used. With ``find``
     the maxima of the band farther than a radius from every seed, and apart from each by a dip as
     between two maxima, are particles too (newcomers).
     """
     markers = find_markers(inside, band, radius) if find else np.empty((0, 2), dtype=np.intp)
+    if seeds is not None:
+        seeds = _apart(seeds, radius)
     if seeds is not None and len(seeds):
         markers = np.vstack([seeds, _newcomers(markers, seeds, band, radius)]).astype(np.intp)
     if len(markers) < 2:
@@ -142,6 +145,16 @@ def find_markers(inside: npt.NDArray[np.bool_], band: npt.NDArray[np.float32], r
     for i in range(len(points)):  # strongest first: a weaker one joined to a kept one is not a particle
         kept[i] = not np.any(kept[:i] & joined[:i, i])
     return points[kept]
+
+
+def _apart(seeds: Points, radius: float) -> Points:
+    """The ``seeds`` with no other seed within ``radius``."""
+    if len(seeds) < 2:
+        return seeds
+    apart = np.asarray(np.hypot(*(seeds[:, None, :] - seeds[None, :, :]).transpose(2, 0, 1)), np.float64)
+    np.fill_diagonal(apart, np.inf)
+    kept: Points = seeds[apart.min(axis=1) >= radius]
+    return kept
 
 
 def _newcomers(markers: Points, seeds: Points, band: npt.NDArray[np.float32], radius: float) -> Points:

@@ -134,3 +134,13 @@ def test_a_seed_off_its_particle_does_not_split_it_with_the_maximum_there():
     parts = split_component(inside, band, band, radius, seeds=seeds)
     assert parts is not None
     assert len(parts) == 2
+
+
+def test_two_seeds_on_one_particle_do_not_cut_it():
+    """Two objects expected closer than a radius (one of them lost its particle and drifted onto a
+    neighbour): they cannot both be particles, so the particle stays whole."""
+    image = frame_with(((128.0, 128.0),), radius=20.0)
+    detector = Detector(DetectorConfig(particle_radius_px=20.0))
+    got = detector.detect(image, seeds=[(120.0, 124.0), (136.0, 132.0)])  # 18 px apart
+    assert len(got.detections) == 1
+    assert np.hypot(*(centres(got)[0] - (128.0, 128.0))) < 1.5
