@@ -129,6 +129,15 @@ class Prompt:
         ys = [p.y for p in self.points]
         return (math.floor(min(xs)), math.floor(min(ys)), math.floor(max(xs)) + 1, math.floor(max(ys)) + 1)
 
+    def check_within(self, shape: tuple[int, int]) -> None:
+        """Raise PromptError unless the whole prompt lies in a frame of ``shape`` = (rows, cols) (pixel
+        centres from 0, so coordinates in [-0.5, side - 0.5])."""
+        rows, cols = shape
+        xs = [p.x for p in self.points] + ([self.box.x0, self.box.x1] if self.box is not None else [])
+        ys = [p.y for p in self.points] + ([self.box.y0, self.box.y1] if self.box is not None else [])
+        if not all(-0.5 <= x <= cols - 0.5 for x in xs) or not all(-0.5 <= y <= rows - 0.5 for y in ys):
+            raise PromptError(f"the prompt must lie within a {cols}x{rows} px frame")
+
     def check_inside(self, shape: tuple[int, int]) -> None:
         """Raise PromptError unless the prompt touches the frame of ``shape`` = (rows, cols)."""
         rows, cols = shape

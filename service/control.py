@@ -15,7 +15,15 @@ import zmq
 
 from lptem.service.logutil import RateLimitedLog
 from lptem.service.mailbox import Mailbox, MailboxClosed
-from lptem.service.protocol import CommandError, GetStatus, Ping, StatusMessage, encode_reply, parse_command
+from lptem.service.protocol import (
+    MAX_REQUEST_BYTES,
+    CommandError,
+    GetStatus,
+    Ping,
+    StatusMessage,
+    encode_reply,
+    parse_command,
+)
 from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,7 @@ class ControlServer:
     ) -> None:
         self._socket = context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)  # larger: the peer is dropped unread
         self._socket.bind(endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._mailbox = mailbox

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from lptem.engine.api import ObjectInfo, ObjectResult, PromptError, StepResult, Tracker, UnknownObjectError
 from lptem.service.mailbox import Mailbox, PendingCommand, QueuedFrame
 from lptem.service.protocol import (
+    MAX_OBJECTS,
     TOPIC_MSD,
     TOPIC_PREVIEW,
     TOPIC_TRACK,
@@ -172,6 +173,10 @@ class EngineLoop:
         match command:
             case AddObject(prompt=prompt, obj_id=obj_id):
                 known = {o.id for o in tracker.objects()}
+                if obj_id not in known and len(known) >= MAX_OBJECTS:
+                    raise CommandError(
+                        f"already tracking {len(known)} objects, the most allowed ({MAX_OBJECTS})"
+                    )
                 new_id = tracker.add_object(prompt, obj_id)
                 return {"id": new_id, "corrected": new_id in known}
             case RemoveObject(obj_id=obj_id):

@@ -14,6 +14,7 @@ import zmq
 from lptem.service.logutil import RateLimitedLog
 from lptem.service.mailbox import Mailbox, MailboxClosed, QueuedFrame
 from lptem.service.protocol import (
+    MAX_FRAME_BYTES,
     FrameRejected,
     IngestFrame,
     RejectReason,
@@ -98,6 +99,7 @@ class Ingest:
         self._socket = context.socket(zmq.SUB if connect else zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # larger parts: the peer is dropped unread
         if connect:
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
             self._socket.connect(endpoint)

@@ -8,7 +8,7 @@ from typing import Any, Self
 
 import zmq
 
-from lptem.service.protocol import StatusMessage, command_request, decode_reply
+from lptem.service.protocol import MAX_REQUEST_BYTES, StatusMessage, command_request, decode_reply
 
 
 class ControlError(RuntimeError):
@@ -41,8 +41,14 @@ class ReqClient:
         return socket
 
     def request(self, cmd: str, **args: Any) -> dict[str, Any]:
-        """Send one command; return the reply; raise ControlError if refused, TimeoutError if silent."""
-        return self.send_raw(command_request(cmd, **args))
+        """Send one command; return the reply; raise ControlError if refused (a request over
+        ``MAX_REQUEST_BYTES`` before it is sent: the daemon would drop it unread), TimeoutError if silent."""
+        payload = command_request(cmd, **args)
+        if len(payload) > MAX_REQUEST_BYTES:
+            raise ControlError(
+                f"{cmd} request of {len(payload)} bytes exceeds the {MAX_REQUEST_BYTES} byte limit"
+            )
+        return self.send_raw(payload)
 
     def send_raw(self, payload: bytes) -> dict[str, Any]:
         """Send pre-encoded bytes (also used by tests to send malformed requests)."""

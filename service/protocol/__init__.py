@@ -5,11 +5,15 @@ One module per direction — :mod:`.ingest` (camera -> daemon), :mod:`.results` 
 (what they share). Both sides import the same definitions; the public names are re-exported here.
 """
 
-from lptem.service.protocol.codec import PROTOCOL_VERSION, Buffer
+from lptem.service.protocol.codec import MAX_PIXELS, MAX_SIDE, PROTOCOL_VERSION, Buffer
 from lptem.service.protocol.control import (
     COMMAND_TYPES,
     COMMANDS,
+    MAX_OBJECTS,
+    MAX_PROMPT_POINTS,
+    MAX_REQUEST_BYTES,
     MSD_KEYS,
+    QUOTE_CHARS,
     AddObject,
     Command,
     CommandError,
@@ -34,8 +38,7 @@ from lptem.service.protocol.endpoints import (
 )
 from lptem.service.protocol.ingest import (
     DTYPES,
-    MAX_PIXELS,
-    MAX_SIDE,
+    MAX_FRAME_BYTES,
     FrameRejected,
     IngestFrame,
     RejectReason,
@@ -64,7 +67,8 @@ from lptem.service.protocol.results import (
 
 __all__ = [
     "COMMANDS", "COMMAND_TYPES", "DEFAULT_CONTROL", "DEFAULT_INGEST", "DEFAULT_PUBLISH", "DTYPES",
-    "MAX_PIXELS", "MAX_SIDE", "MSD_KEYS", "PROTOCOL_VERSION", "TOPICS", "TOPIC_MSD", "TOPIC_PREVIEW",
+    "MAX_FRAME_BYTES", "MAX_OBJECTS", "MAX_PIXELS", "MAX_PROMPT_POINTS", "MAX_REQUEST_BYTES", "MAX_SIDE",
+    "MSD_KEYS", "PROTOCOL_VERSION", "QUOTE_CHARS", "TOPICS", "TOPIC_MSD", "TOPIC_PREVIEW",
     "TOPIC_STATUS", "TOPIC_TRACK", "AddObject", "Buffer", "Command", "CommandError", "EndpointError",
     "FrameRejected", "GetStatus", "IngestFrame", "ListObjects", "MsdMessage", "ParticleMsd", "Ping",
     "PreviewMessage", "RejectReason", "RemoveObject", "Reset", "ResultMessage", "SeriesMarker",

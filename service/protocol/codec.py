@@ -8,6 +8,10 @@ from typing import Any
 import msgpack
 
 PROTOCOL_VERSION = 1
+MAX_SIDE = 16384
+"""Largest accepted frame side, px (also bounds prompt coordinates before the first frame)."""
+MAX_PIXELS = 8192 * 8192
+"""Largest accepted frame, px (64 Mpx)."""
 
 Buffer = bytes | bytearray | memoryview
 """Anything holding message bytes (pass ``zmq.Frame.buffer`` for zero-copy frames)."""

@@ -13,7 +13,17 @@ from typing import Any, ClassVar
 import msgpack
 
 from lptem.engine.api import Box, PointPrompt, Prompt, PromptError
-from lptem.service.protocol.codec import Buffer, is_int, is_number, pack
+from lptem.service.protocol.codec import MAX_SIDE, Buffer, is_int, is_number, pack
+
+MAX_REQUEST_BYTES = 64 * 1024
+"""Largest control request, bytes: the daemon's control socket drops a peer that sends more (ZeroMQ's
+``MAXMSGSIZE``, before anything is decoded) and :func:`parse_command` refuses it."""
+MAX_PROMPT_POINTS = 64
+"""Most points one prompt may hold."""
+MAX_OBJECTS = 256
+"""Most objects the daemon tracks at once; ``add_object`` for a new one is refused beyond it."""
+QUOTE_CHARS = 60
+"""An error message quotes at most this many characters of what it got."""
 
 
 class CommandError(ValueError):
@@ -135,8 +145,17 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
 COMMANDS = tuple(kind.NAME for kind in COMMAND_TYPES)
 
 
+def quote(value: Any) -> str:
+    """``repr(value)`` cut to ``QUOTE_CHARS`` characters: an error never repeats a large input (a request
+    is at most ``MAX_REQUEST_BYTES``, so the repr itself is cheap)."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[: QUOTE_CHARS - 1]}… ({len(text)} characters)"
+
+
 def parse_command(raw: Buffer) -> Command:
     """Parse a control request; raise :class:`CommandError` naming what is wrong."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise CommandError(f"request of {len(raw)} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes")
     try:
         request = msgpack.unpackb(raw, raw=False)
     except Exception as exc:  # garbage bytes raise several unrelated msgpack exception types
@@ -161,19 +180,21 @@ def parse_command(raw: Buffer) -> Command:
     for kind in (ListObjects, Reset, GetStatus, Ping):
         if name == kind.NAME:
             return kind()
-    raise CommandError(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+    raise CommandError(f"unknown command {quote(name)}; known: {', '.join(COMMANDS)}")
 
 
 def _parse_msd(request: Mapping[str, Any]) -> dict[str, int | float | bool]:
     changes = {k: v for k, v in request.items() if k != "cmd"}
     unknown = sorted(set(changes) - set(MSD_KEYS))
     if unknown or not changes:
-        raise CommandError(f"set_msd takes one or more of {sorted(MSD_KEYS)}, got {sorted(changes)}")
+        raise CommandError(
+            f"set_msd takes one or more of {sorted(MSD_KEYS)}, got {quote(sorted(map(str, changes)))}"
+        )
     for key, value in changes.items():
         kind = MSD_KEYS[key]
         ok = isinstance(value, bool) if kind is bool else (is_int(value) if kind is int else is_number(value))
         if not ok:
-            raise CommandError(f"set_msd: {key!r} must be {kind.__name__}, got {value!r}")
+            raise CommandError(f"set_msd: {key!r} must be {kind.__name__}, got {quote(value)}")
     return changes
 
 
@@ -182,7 +203,7 @@ def _optional_id(request: Mapping[str, Any]) -> int | None:
     if obj_id is None:
         return None
     if not is_int(obj_id) or not 1 <= obj_id <= 65535:
-        raise CommandError(f"'id' must be an integer in 1..65535, got {obj_id!r}")
+        raise CommandError(f"'id' must be an integer in 1..65535, got {quote(obj_id)}")
     return int(obj_id)
 
 
@@ -192,21 +213,25 @@ def _parse_prompt(request: Mapping[str, Any]) -> Prompt:
         box = None
         if box_raw is not None:
             if not (isinstance(box_raw, list) and len(box_raw) == 4 and all(map(is_number, box_raw))):
-                raise CommandError(f"'box' must be [x0, y0, x1, y1] numbers, got {box_raw!r}")
+                raise CommandError(f"'box' must be [x0, y0, x1, y1] numbers, got {quote(box_raw)}")
             box = Box(*(float(v) for v in box_raw))
         if not isinstance(points_raw, list):
             raise CommandError("'points' must be a list of [x, y, label]")
+        if len(points_raw) > MAX_PROMPT_POINTS:
+            raise CommandError(f"a prompt holds at most {MAX_PROMPT_POINTS} points, got {len(points_raw)}")
         points = tuple(_parse_point(p) for p in points_raw)
-        return Prompt(box=box, points=points)
+        prompt = Prompt(box=box, points=points)
+        prompt.check_within((MAX_SIDE, MAX_SIDE))  # before any frame: the largest legal one
+        return prompt
     except PromptError as exc:
         raise CommandError(str(exc)) from exc
 
 
 def _parse_point(raw: Any) -> PointPrompt:
     if not (isinstance(raw, list) and len(raw) == 3 and is_number(raw[0]) and is_number(raw[1])):
-        raise CommandError(f"a point must be [x, y, label], got {raw!r}")
+        raise CommandError(f"a point must be [x, y, label], got {quote(raw)}")
     if not is_int(raw[2]) or raw[2] not in (0, 1):
-        raise CommandError(f"point label must be 1 (object) or 0 (background), got {raw[2]!r}")
+        raise CommandError(f"point label must be 1 (object) or 0 (background), got {quote(raw[2])}")
     return PointPrompt(float(raw[0]), float(raw[1]), positive=raw[2] == 1)
 
 

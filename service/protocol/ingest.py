@@ -14,17 +14,24 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
-from lptem.service.protocol.codec import PROTOCOL_VERSION, Buffer, is_int, is_number, pack
+from lptem.service.protocol.codec import (
+    MAX_PIXELS,
+    MAX_SIDE,
+    PROTOCOL_VERSION,
+    Buffer,
+    is_int,
+    is_number,
+    pack,
+)
 
 DTYPES: dict[str, np.dtype[Any]] = {
     "uint8": np.dtype("<u1"),
     "uint16": np.dtype("<u2"),
     "float32": np.dtype("<f4"),
 }
-MAX_SIDE = 16384
-"""Largest accepted frame side, px."""
-MAX_PIXELS = 8192 * 8192
-"""Largest accepted frame, px (64 Mpx)."""
+MAX_FRAME_BYTES = MAX_PIXELS * max(d.itemsize for d in DTYPES.values())
+"""Largest legal pixel part, bytes; the ingest socket drops a peer whose message part is larger
+(ZeroMQ's ``MAXMSGSIZE``) before reading it into memory."""
 
 
 class RejectReason(StrEnum):

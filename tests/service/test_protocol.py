@@ -211,11 +211,25 @@ def test_every_command_parses_to_its_own_type(kind):
         (p.command_request("add_object", box=[0, 0, 1, 1], id="a"), "'id' must be"),
         (p.command_request("remove_object"), "needs 'id'"),
         (p.command_request("set_auto_detect", enabled="yes"), "true or false"),
+        (p.command_request("add_object", box=[0, 0, 1e12, 1e12]), "within a 16384x16384 px frame"),
+        (p.command_request("add_object", points=[[-3.0, 2.0, 1]]), "within a 16384x16384 px frame"),
+        (
+            p.command_request("add_object", points=[[1, 2, 1]] * (p.MAX_PROMPT_POINTS + 1)),
+            "at most 64 points",
+        ),
+        (b"\x80" * (p.MAX_REQUEST_BYTES + 1), "exceeds the limit"),
     ],
 )
 def test_bad_requests_name_the_problem(request_bytes, message):
     with pytest.raises(p.CommandError, match=message):
         p.parse_command(request_bytes)
+
+
+def test_errors_quote_at_most_a_short_prefix_of_what_they_got():
+    with pytest.raises(p.CommandError) as refused:
+        p.parse_command(p.command_request("z" * 50_000))
+    assert len(str(refused.value)) < p.QUOTE_CHARS + 200  # with the list of known commands
+    assert "(50002 characters)" in str(refused.value)  # the repr's length, quotes included
 
 
 def test_reply_decoding_requires_ok():
