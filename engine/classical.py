@@ -25,7 +25,8 @@ from lptem.engine.api import (
     UnknownObjectError,
 )
 from lptem.engine.assign import gated_assignment
-from lptem.engine.detect import DEFAULT_RADIUS_PX, Detection, DetectionSet, Detector, DetectorConfig
+from lptem.engine.detect import Detector
+from lptem.engine.detection import DEFAULT_RADIUS_PX, Detection, DetectionSet, DetectorConfig
 from lptem.engine.prediction import MIN_STEPS, StepHistory
 from lptem.engine.proposals import CandidateConfirmer
 from lptem.engine.scale import ParticleScale

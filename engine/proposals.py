@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lptem.engine.assign import gated_assignment
-from lptem.engine.detect import Detection
+from lptem.engine.detection import Detection
 
 
 @dataclass(slots=True)

@@ -20,9 +20,11 @@ its objects to lie in one component seeds the split with their predicted positio
 that identity survives contact even where the maxima alone would not separate them; a maximum is a
 particle besides the seeds only where a dip parts it from each seed. For particles of one size the
 nearest-marker partition is the watershed's; scipy's image-foresting-transform watershed was tried and
-gave parts that leapt over the dips (ties between equal path costs). The partition comes from OpenCV's
-distance transform with labels (a 5 x 5 approximation of the Euclidean distance, markers on whole
-pixels): about 20x faster than a k-d tree per pixel, and it moves a boundary by at most a pixel.
+gave parts that leapt over the dips (ties between equal path costs). The first partition, at the
+markers' whole pixels, comes from OpenCV's distance transform with labels (a 5 x 5 approximation of the
+Euclidean distance, about 20x faster than a k-d tree per pixel); the final one, at the moved sub-pixel
+markers, from a k-d tree: rounding those cost recall in a crystal with 2 px gaps (0.833 against 0.846
+over 100 frames with the radius given).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from lptem.engine.api import (
     StepResult,
     UnknownObjectError,
 )
-from lptem.engine.detect import Detector, DetectorConfig
+from lptem.engine.detect import Detector
+from lptem.engine.detection import DetectorConfig
 from lptem.engine.measure import check_symmetry, orientation_deg, symmetry_angle_deg
 from lptem.engine.proposals import CandidateConfirmer
 from lptem.engine.sam2.backends import BackendConfig, bind_backend

@@ -8,7 +8,8 @@ import pytest
 
 from lptem.engine.api import Box, PointPrompt, Prompt, PromptError, Tracker, UnknownObjectError
 from lptem.engine.classical import ClassicalConfig, ClassicalTracker
-from lptem.engine.detect import Detector, DetectorConfig
+from lptem.engine.detect import Detector
+from lptem.engine.detection import DetectorConfig
 from lptem.engine.noise import border_noise_factor
 from lptem.engine.synthetic import BlobMovie, BlobMovieConfig
 

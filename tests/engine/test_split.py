@@ -8,7 +8,8 @@ import pytest
 
 from lptem.engine.api import Box, Prompt
 from lptem.engine.classical import ClassicalConfig, ClassicalTracker
-from lptem.engine.detect import Detector, DetectorConfig
+from lptem.engine.detect import Detector
+from lptem.engine.detection import DetectorConfig
 from lptem.engine.split import split_component
 
 BACKGROUND, DARK, NOISE = 160.0, 60.0, 6.0
