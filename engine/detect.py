@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lptem.engine.api import Frame
+from lptem.engine.api import Frame, Measurement
 from lptem.engine.detection import Detection, DetectionSet, DetectorConfig
+from lptem.engine.edges import refine_squares
 from lptem.engine.measure import (
     contrast_orientation,
     contrast_orientations,
@@ -198,25 +199,29 @@ class Detector:
             out.append(Detection(measured, snr, mask, (bx0, by0)))
         if self.config.symmetry == 2 or not out:
             return out
-        smoothed, origin = self._orientation_crop(frame, x0, y0, groups.shape)
+        crop, origin = self._orientation_crop(frame, x0, y0, groups.shape)
         dark = self.config.polarity == "dark"
         thetas = contrast_orientations(
-            smoothed, [d.measurement for d in out], self.config.symmetry, dark=dark, origin=origin
+            contrast_smoothing(crop),
+            [d.measurement for d in out],
+            self.config.symmetry,
+            dark=dark,
+            origin=origin,
         )
-        return [
-            replace(d, measurement=replace(d.measurement, theta_deg=t))
-            for d, t in zip(out, thetas, strict=True)
-        ]
+        measured = [replace(d.measurement, theta_deg=t) for d, t in zip(out, thetas, strict=True)]
+        if self.config.symmetry == 4:
+            measured = refine_squares(crop, measured, dark=dark, origin=origin)
+        return [replace(d, measurement=m) for d, m in zip(out, measured, strict=True)]
 
     def _orientation_crop(
         self, frame: Frame, x0: int, y0: int, shape: tuple[int, ...]
     ) -> tuple[npt.NDArray[np.float32], tuple[int, int]]:
         """The frame around a window (top-left ``x0``, ``y0``; ``shape``) with a margin of two particle
-        radii, smoothed for :func:`contrast_orientations`, and its origin (column, row)."""
+        radii, as float32, and its origin (column, row)."""
         margin = math.ceil(2 * self.config.radius_px) + 4
         r0, c0 = max(0, y0 - margin), max(0, x0 - margin)
         r1, c1 = min(frame.shape[0], y0 + shape[0] + margin), min(frame.shape[1], x0 + shape[1] + margin)
-        return contrast_smoothing(frame[r0:r1, c0:c1]), (c0, r0)
+        return _f32(frame[r0:r1, c0:c1]), (c0, r0)
 
     def _seeds_by_component(
         self, seeds: Sequence[tuple[float, float]], components: npt.NDArray[np.integer]
@@ -311,10 +316,7 @@ class Detector:
             if measurement is None:  # impossible for area >= 1; keeps the type checker honest
                 continue
             if self.config.symmetry != 2:
-                theta = contrast_orientation(
-                    image, measurement, self.config.symmetry, dark=self.config.polarity == "dark"
-                )
-                measurement = replace(measurement, theta_deg=theta)
+                measurement = self._shape_pose(image, measurement)
             piece = np.where(mask, local[py : py + h, px : px + w], -np.inf)
             r, c = np.unravel_index(int(np.argmax(piece)), piece.shape)
             row, col = (y0 + py + int(r)) // self.bin, (x0 + px + int(c)) // self.bin
@@ -323,6 +325,18 @@ class Detector:
             if snr >= min_sigma:
                 out.append(Detection(measurement, snr, mask, (x0 + px, y0 + py)))
         return out
+
+    def _shape_pose(self, image: Frame, m: Measurement) -> Measurement:
+        """A lone particle's θ for its ``symmetry`` from the frame's pixels; a square's centre too from its
+        edges (lptem.engine.edges)."""
+        dark = self.config.polarity == "dark"
+        m = replace(m, theta_deg=contrast_orientation(image, m, self.config.symmetry, dark=dark))
+        if self.config.symmetry != 4:
+            return m
+        crop, origin = self._orientation_crop(
+            image, m.bbox[0], m.bbox[1], (m.bbox[3] - m.bbox[1], m.bbox[2] - m.bbox[0])
+        )
+        return refine_squares(crop, [m], dark=dark, origin=origin)[0]
 
     def _noise_scale(self, row: int, col: int, shape: tuple[int, ...]) -> float:
         """How much larger the denoised noise s.d. is at (row, col) than in the interior."""
