@@ -208,10 +208,10 @@ class Detector:
             dark=dark,
             origin=origin,
         )
-        measured = [replace(d.measurement, theta_deg=t) for d, t in zip(out, thetas, strict=True)]
+        poses = [replace(d.measurement, theta_deg=t) for d, t in zip(out, thetas, strict=True)]
         if self.config.symmetry == 4:
-            measured = refine_squares(crop, measured, dark=dark, origin=origin)
-        return [replace(d, measurement=m) for d, m in zip(out, measured, strict=True)]
+            poses = refine_squares(crop, poses, dark=dark, origin=origin)
+        return [replace(d, measurement=m) for d, m in zip(out, poses, strict=True)]
 
     def _orientation_crop(
         self, frame: Frame, x0: int, y0: int, shape: tuple[int, ...]

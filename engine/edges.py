@@ -122,24 +122,27 @@ def _inner_flank(gradient: F64, at: F64) -> F64:
     g1 = np.take_along_axis(gradient, j + 1, axis=-1)[..., 0]
     level = FLANK * low[..., 0]
     fraction = np.clip((g0 - level) / np.where(g0 != g1, g0 - g1, 1.0), 0.0, 1.0)
-    return at[j[..., 0]] + fraction * STEP_PX
+    return np.asarray(at[j[..., 0]] + fraction * STEP_PX, dtype=np.float64)
 
 
 def _profiles_inside(shape: tuple[int, ...], x: F64, y: F64, half: F64) -> npt.NDArray[np.bool_]:
     """Whether every profile of each square stays in the image (a square cut by the frame's edge has no
     edge there to find)."""
     reach = np.sqrt(2.0) * (half + REACH_PX) + 1.0  # the farthest sample, whatever θ
-    return (x - reach >= 0) & (y - reach >= 0) & (x + reach <= shape[1] - 1) & (y + reach <= shape[0] - 1)
+    inside = (x - reach >= 0) & (y - reach >= 0) & (x + reach <= shape[1] - 1) & (y + reach <= shape[0] - 1)
+    return np.asarray(inside, dtype=bool)
 
 
 def _along(half: F64) -> F64:
     """(n, BINS * SAMPLES_PER_BIN) positions along a side from its middle, px (bins in order)."""
-    return np.linspace(-ALONG, ALONG, BINS * SAMPLES_PER_BIN)[None, :] * half[:, None]
+    return np.asarray(
+        np.linspace(-ALONG, ALONG, BINS * SAMPLES_PER_BIN)[None, :] * half[:, None], dtype=np.float64
+    )
 
 
 def _bin_centres(half: F64) -> F64:
     """(n, BINS) mean position of each bin along its side, px."""
-    return _along(half).reshape(len(half), BINS, SAMPLES_PER_BIN).mean(axis=2)
+    return np.asarray(_along(half).reshape(len(half), BINS, SAMPLES_PER_BIN).mean(axis=2), dtype=np.float64)
 
 
 def _steepest_fall(gradient: F64, at: F64) -> F64:
@@ -150,7 +153,7 @@ def _steepest_fall(gradient: F64, at: F64) -> F64:
     curvature = g0 - 2 * g1 + g2
     safe = np.where(curvature > 0, curvature, 1.0)
     offset = np.where(curvature > 0, np.clip(0.5 * (g0 - g2) / safe, -1.0, 1.0), 0.0)
-    return at[k[..., 0]] + offset * STEP_PX
+    return np.asarray(at[k[..., 0]] + offset * STEP_PX, dtype=np.float64)
 
 
 def _moved(x: F64, y: F64, theta_deg: F64, half: F64, edges: F64) -> tuple[F64, F64, F64, F64]:
