@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from lptem.engine.api import Frame, Measurement
 from lptem.engine.detection import Detection, DetectionSet, DetectorConfig
-from lptem.engine.edges import refine_squares
+from lptem.engine.edges import refine_squares, sample_reach_px
 from lptem.engine.measure import (
     contrast_orientation,
     contrast_orientations,
@@ -199,7 +199,8 @@ class Detector:
             out.append(Detection(measured, snr, mask, (bx0, by0)))
         if self.config.symmetry == 2 or not out:
             return out
-        crop, origin = self._orientation_crop(frame, x0, y0, groups.shape)
+        reach = max(sample_reach_px(d.measurement.area_px) for d in out) if self.config.symmetry == 4 else 0.0
+        crop, origin = self._orientation_crop(frame, x0, y0, groups.shape, reach)
         dark = self.config.polarity == "dark"
         thetas = contrast_orientations(
             contrast_smoothing(crop),
@@ -214,11 +215,11 @@ class Detector:
         return [replace(d, measurement=m) for d, m in zip(out, poses, strict=True)]
 
     def _orientation_crop(
-        self, frame: Frame, x0: int, y0: int, shape: tuple[int, ...]
+        self, frame: Frame, x0: int, y0: int, shape: tuple[int, ...], reach_px: float
     ) -> tuple[npt.NDArray[np.float32], tuple[int, int]]:
         """The frame around a window (top-left ``x0``, ``y0``; ``shape``) with a margin of two particle
-        radii, as float32, and its origin (column, row)."""
-        margin = math.ceil(2 * self.config.radius_px) + 4
+        radii or ``reach_px``, whichever is larger, as float32, and its origin (column, row)."""
+        margin = max(math.ceil(2 * self.config.radius_px) + 4, math.ceil(reach_px) + 1)
         r0, c0 = max(0, y0 - margin), max(0, x0 - margin)
         r1, c1 = min(frame.shape[0], y0 + shape[0] + margin), min(frame.shape[1], x0 + shape[1] + margin)
         return _f32(frame[r0:r1, c0:c1]), (c0, r0)
@@ -333,9 +334,9 @@ class Detector:
         m = replace(m, theta_deg=contrast_orientation(image, m, self.config.symmetry, dark=dark))
         if self.config.symmetry != 4:
             return m
-        crop, origin = self._orientation_crop(
-            image, m.bbox[0], m.bbox[1], (m.bbox[3] - m.bbox[1], m.bbox[2] - m.bbox[0])
-        )
+        reach = sample_reach_px(m.area_px)
+        x0, y0 = math.floor(m.x - reach), math.floor(m.y - reach)
+        crop, origin = self._orientation_crop(image, x0, y0, (2 * math.ceil(reach) + 2,) * 2, 0.0)
         return refine_squares(crop, [m], dark=dark, origin=origin)[0]
 
     def _noise_scale(self, row: int, col: int, shape: tuple[int, ...]) -> float:

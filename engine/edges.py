@@ -125,6 +125,15 @@ def _inner_flank(gradient: F64, at: F64) -> F64:
     return np.asarray(at[j[..., 0]] + fraction * STEP_PX, dtype=np.float64)
 
 
+def sample_reach_px(area_px: float) -> float:
+    """How far from a first estimate (mask of ``area_px``) :func:`refine_squares` samples the image while
+    the square may still be trusted, px: the margin an image crop needs around it (the centre may move
+    by ``MAX_SHIFT`` half-sides; profiles run ``REACH_PX`` past a side, √2 times that at the corners, and
+    the half-side may grow by half)."""
+    half = math.sqrt(area_px) / 2
+    return MAX_SHIFT * half + math.sqrt(2.0) * (1.5 * half + REACH_PX) + 1.0
+
+
 def _profiles_inside(shape: tuple[int, ...], x: F64, y: F64, half: F64) -> npt.NDArray[np.bool_]:
     """Whether every profile of each square stays in the image (a square cut by the frame's edge has no
     edge there to find)."""
