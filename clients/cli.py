@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lptem.clients.examples import epilog
+from lptem.service.protocol.curve import KeyFileError
 from lptem.service.versions import package_version
 
 # name -> (module, add-arguments function, run function, one-line help)
@@ -18,6 +19,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "add_serve_arguments",
         "run_serve",
         "run the daemon: receive frames, track, publish results",
+    ),
+    "keys": (
+        "lptem.service.keys_cli",
+        "add_keys_arguments",
+        "run_keys",
+        "make and manage CURVE keys: the daemon's pair, clients authorised by role, revocation",
     ),
     "replay": (
         "lptem.clients.camera.replay",
@@ -168,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
+    except KeyFileError as exc:  # --key / --server-key (or their variables) name a bad or missing file
+        print(f"lptem {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         message = missing_extra_message(args.command, exc)
         if message is None:

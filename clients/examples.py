@@ -13,6 +13,17 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "lptem serve --engine sam2 --model sam2.1_hiera_b+ --checkpoint ckpt.pt --device cuda",
             "SAM 2 on a GPU",
         ),
+        (
+            "lptem serve --keys keys/ --ingest tcp://*:5555 --publish tcp://*:5556 --control tcp://*:5557",
+            "on the network, CURVE-authenticated by role (docs/security.md)",
+        ),
+    ),
+    "keys": (
+        ("lptem keys init keys/", "the daemon's key pair in keys/ (then: lptem serve --keys keys/)"),
+        ("lptem keys add keys/ camera-pc --role camera", "a key pair for the camera PC"),
+        ("lptem keys add keys/ alice --role viewer", "a viewer: subscribe and read status"),
+        ("lptem keys list keys/", "who is authorised, by role"),
+        ("lptem keys revoke keys/ alice", "take alice's key back (the daemon notices in ~1 s)"),
     ),
     "replay": (
         ("lptem replay movie.tif --fps 50", "stream a TIFF stack at camera speed"),

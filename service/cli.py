@@ -14,8 +14,9 @@ from types import FrameType
 import zmq
 
 from lptem.engine.registry import ENGINES, EngineOptionError, engine_options
-from lptem.service.daemon import Daemon, DaemonConfig
+from lptem.service.daemon import Daemon, DaemonConfig, InsecureBindError
 from lptem.service.mailbox import Policy
+from lptem.service.protocol.curve import KeyFileError
 from lptem.service.protocol.endpoints import DEFAULT_CONTROL, DEFAULT_INGEST, DEFAULT_PUBLISH, check_endpoint
 from lptem.service.statistics import MsdSettings, MsdSettingsError
 
@@ -71,6 +72,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the bound endpoints as JSON here once the daemon is up "
         "(use with port '*' endpoints, e.g. tcp://127.0.0.1:*)",
+    )
+
+    sec = parser.add_argument_group("security (docs/security.md)")
+    sec.add_argument(
+        "--keys",
+        type=Path,
+        metavar="DIR",
+        help="CURVE on every socket with the daemon key pair and the client keys authorised by role in DIR "
+        "(made by lptem keys); re-read on SIGHUP and when DIR changes",
+    )
+    sec.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow sockets (or metrics) reachable from other machines without --keys; logged, and said in "
+        "every status",
     )
 
     eng = parser.add_argument_group("engine")
@@ -236,6 +252,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         record=args.record,
         pixel_size_nm=args.pixel_size_nm,
         preview_hz=args.preview_hz,
+        keys=args.keys,
+        insecure=args.insecure,
         msd=MsdSettings(
             window=args.msd_window,
             max_lag=args.msd_lags,
@@ -252,7 +270,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     try:
         daemon = Daemon(config_from_args(args))
-    except (EngineOptionError, MsdSettingsError) as exc:
+    except (EngineOptionError, MsdSettingsError, InsecureBindError, KeyFileError) as exc:
         log.error("%s", exc)
         return 2
     except (zmq.ZMQError, OSError) as exc:
@@ -264,8 +282,12 @@ def run_serve(args: argparse.Namespace) -> int:
         log.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=daemon.reload_keys, name="lptem-sighup", daemon=True).start()
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     try:
         daemon.start()
     except OSError as exc:  # e.g. the metrics port is taken

@@ -13,6 +13,7 @@ from typing import Any
 
 import zmq
 
+from lptem.service.auth import Gatekeeper, user_id_of
 from lptem.service.logutil import RateLimitedLog
 from lptem.service.mailbox import Mailbox, MailboxClosed
 from lptem.service.protocol import (
@@ -40,11 +41,19 @@ class ControlServer:
         status: Callable[[], StatusMessage],
         *,
         reply_timeout_s: float = 10.0,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self._socket = context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)  # larger: the peer is dropped unread
-        self._socket.bind(endpoint)
+        self._gatekeeper = gatekeeper
+        if gatekeeper is not None:
+            gatekeeper.secure(self._socket, "control")
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError:
+            self._socket.close()
+            raise
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._mailbox = mailbox
         self._stats = stats
@@ -65,8 +74,8 @@ class ControlServer:
         try:
             while not self._stop.is_set():
                 if self._socket.poll(_POLL_MS):
-                    parts = self._socket.recv_multipart()
-                    reply = self._handle_guarded(parts)
+                    frames = self._socket.recv_multipart(copy=False)
+                    reply = self._handle_guarded([f.bytes for f in frames], user_id_of(frames[0]))
                     if not reply["ok"]:
                         self._stats.control_error()
                         self._errors.warning(f"control request refused: {reply['error']}")
@@ -74,20 +83,29 @@ class ControlServer:
         finally:
             self._socket.close()
 
-    def _handle_guarded(self, parts: list[bytes]) -> dict[str, Any]:
+    def _handle_guarded(self, parts: list[bytes], user_id: str | None = None) -> dict[str, Any]:
         try:
-            return self.handle(parts)
+            return self.handle(parts, user_id)
         except Exception as exc:  # a REP socket must answer every request, or it stops working
             log.exception("internal error while handling a control request")
             return {"ok": False, "error": f"internal error: {exc!r}"}
 
-    def handle(self, parts: list[bytes]) -> dict[str, Any]:
+    def handle(self, parts: list[bytes], user_id: str | None = None) -> dict[str, Any]:
+        """The reply to one request; ``user_id`` is the client's public key when CURVE is on."""
+        gate = self._gatekeeper
+        if gate is not None and not gate.may(user_id, "control"):  # before any parsing
+            gate.refused("control", "refused a control request: the key is not authorised (any more)")
+            return {"ok": False, "error": "not permitted: this key is not authorised", "denied": True}
         if len(parts) != 1:
             return {"ok": False, "error": f"a request is one message part, got {len(parts)}"}
         try:
             command = parse_command(parts[0])
         except CommandError as exc:
             return {"ok": False, "error": str(exc)}
+        if gate is not None and not gate.may(user_id, "control", changes_state=command.CHANGES_STATE):
+            why = f"the {gate.role_of(user_id)} role may not {command.NAME}"
+            gate.refused("control", f"refused a control request: {why}")
+            return {"ok": False, "error": f"not permitted: {why} (an operator key may)", "denied": True}
         if isinstance(command, Ping):
             return {"ok": True, "t_ns": time.time_ns()}
         if isinstance(command, GetStatus):

@@ -17,10 +17,12 @@ import zmq
 from prometheus_client import CollectorRegistry, start_http_server
 
 from lptem.engine.registry import create_tracker
+from lptem.service.auth import Gatekeeper
 from lptem.service.control import ControlServer
 from lptem.service.engine_loop import EngineLoop
 from lptem.service.exports import export_record
 from lptem.service.ingest import Ingest
+from lptem.service.keys import KeyFolder
 from lptem.service.mailbox import Mailbox, Policy
 from lptem.service.protocol import (
     DEFAULT_CONTROL,
@@ -29,6 +31,7 @@ from lptem.service.protocol import (
     SeriesMarker,
     StatusMessage,
 )
+from lptem.service.protocol.curve import KeyFileError, is_loopback
 from lptem.service.publisher import Publisher
 from lptem.service.record import RecordWriter
 from lptem.service.statistics import MsdSettings
@@ -64,12 +67,46 @@ class DaemonConfig:
     preview_max_side: int = 256
     status_interval_s: float = 1.0
     msd: MsdSettings = field(default_factory=MsdSettings)
+    keys: Path | None = None
+    """Key folder (lptem.service.keys): CURVE on every socket, clients checked by role. None: no CURVE."""
+    insecure: bool = False
+    """Allow sockets or metrics reachable from the network without CURVE (logged, and said in status)."""
+
+
+class InsecureBindError(ValueError):
+    """A socket would be reachable from the network without authentication; the message says what to do."""
+
+
+def exposure(config: DaemonConfig) -> list[str]:
+    """The endpoints (and metrics address) of ``config`` that other machines can reach."""
+    endpoints = {"ingest": config.ingest, "publish": config.publish, "control": config.control}
+    out = [f"{name} {endpoint}" for name, endpoint in endpoints.items() if not is_loopback(endpoint)]
+    if config.metrics_port and not is_loopback(f"tcp://{config.metrics_addr}:{config.metrics_port}"):
+        out.append(f"metrics {config.metrics_addr}:{config.metrics_port}")
+    return out
+
+
+def check_exposure(config: DaemonConfig) -> None:
+    """Refuse what would be open to the network unauthenticated, unless ``insecure`` says so."""
+    exposed = exposure(config)
+    if config.keys is not None:
+        if config.ingest_connect:
+            raise InsecureBindError("CURVE for --ingest-connect is not supported: bind --ingest instead")
+        exposed = [e for e in exposed if e.startswith("metrics")]  # the sockets are CURVE'd
+    if exposed and not config.insecure:
+        metrics = any(e.startswith("metrics") for e in exposed)
+        raise InsecureBindError(
+            f"{', '.join(exposed)}: reachable from other machines without authentication. Give --keys "
+            "DIR (lptem keys init DIR; docs/security.md), bind to 127.0.0.1, or pass --insecure to accept "
+            "the risk" + (" (the metrics server has no authentication of its own)" if metrics else "")
+        )
 
 
 class Daemon:
     """Build with a config, ``start()``, later ``stop()`` (idempotent). Endpoints are the bound ones."""
 
     def __init__(self, config: DaemonConfig) -> None:
+        check_exposure(config)
         self.config = config
         self.started_ns = time.time_ns()
         self.tracker = create_tracker(config.engine, config.engine_options)
@@ -82,13 +119,17 @@ class Daemon:
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._closed = False
         self._metrics_server: Any = None
+        self.gatekeeper: Gatekeeper | None = None
         try:
+            if config.keys is not None:
+                self.gatekeeper = Gatekeeper(self._context, KeyFolder(config.keys), self.stats)
             self.publisher = Publisher(
                 self._context,
                 config.publish,
                 self.status,
                 self.recorder,
                 status_interval_s=config.status_interval_s,
+                gatekeeper=self.gatekeeper,
             )
             self.engine = EngineLoop(
                 self.tracker,
@@ -100,7 +141,14 @@ class Daemon:
                 preview_max_side=config.preview_max_side,
                 msd=config.msd,
             )
-            self.control = ControlServer(self._context, config.control, self.mailbox, self.stats, self.status)
+            self.control = ControlServer(
+                self._context,
+                config.control,
+                self.mailbox,
+                self.stats,
+                self.status,
+                gatekeeper=self.gatekeeper,
+            )
             self.ingest = Ingest(
                 self._context,
                 config.ingest,
@@ -109,8 +157,11 @@ class Daemon:
                 stats=self.stats,
                 default_pixel_size_nm=config.pixel_size_nm,
                 on_marker=self._on_marker,
+                gatekeeper=self.gatekeeper,
             )
-        except zmq.ZMQError:
+        except (zmq.ZMQError, KeyFileError):
+            if self.gatekeeper is not None:
+                self.gatekeeper.close()
             self._context.destroy(linger=0)
             if self.recorder is not None:
                 self.recorder.close()
@@ -137,6 +188,26 @@ class Daemon:
         self.control.start()
         self.ingest.start()
         log.info("lptem daemon up: %s", self.endpoints)
+        if self.config.insecure and exposure(self.config):
+            log.warning("%s", self.security_warning)
+
+    @property
+    def security_warning(self) -> str | None:
+        """What ``--insecure`` left open (said at start and in every status), None when nothing."""
+        if not self.config.insecure:
+            return None
+        exposed = exposure(self.config)
+        if self.gatekeeper is not None:
+            exposed = [e for e in exposed if e.startswith("metrics")]
+        return (
+            f"insecure: {', '.join(exposed)} reachable from the network without authentication"
+            if exposed
+            else None
+        )
+
+    def reload_keys(self) -> list[str]:
+        """Read the key folder again (SIGHUP); returns the names of keys no longer authorised."""
+        return self.gatekeeper.reload() if self.gatekeeper is not None else []
 
     def stop(self) -> None:
         """Stop receiving, finish the frame in flight, publish and record what is done, close."""
@@ -160,6 +231,8 @@ class Daemon:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
+        if self.gatekeeper is not None:
+            self.gatekeeper.close()
         self._context.term()
         log.info("lptem daemon stopped: %d frames processed", self.stats.processed)
 
@@ -193,9 +266,19 @@ class Daemon:
                 "control_errors": s.control_errors,
                 "msd": asdict(self.engine.statistics.settings),
                 "engine_settings": self.engine.tracker_settings,
+                "security": self._security(),
             },
             diffusion=list(self.engine.statistics.summary),
         )
+
+    def _security(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "curve": self.gatekeeper is not None,
+            "auth_failures": dict(self.stats.auth_failures),
+        }
+        if (warning := self.security_warning) is not None:
+            out["warning"] = warning
+        return out
 
     def _n_objects(self) -> int:
         return len(self.engine.object_ids)

@@ -11,6 +11,7 @@ from typing import Any
 
 import zmq
 
+from lptem.service.auth import Gatekeeper, user_id_of
 from lptem.service.logutil import RateLimitedLog
 from lptem.service.mailbox import Mailbox, MailboxClosed, QueuedFrame
 from lptem.service.protocol import (
@@ -95,17 +96,25 @@ class Ingest:
         default_pixel_size_nm: float | None,
         on_marker: Callable[[SeriesMarker, int], None],
         rcvhwm: int = 16,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self._socket = context.socket(zmq.SUB if connect else zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # larger parts: the peer is dropped unread
+        self._gatekeeper = gatekeeper
+        if gatekeeper is not None:
+            gatekeeper.secure(self._socket, "ingest")
         if connect:
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
             self._socket.connect(endpoint)
             self.endpoint = endpoint
         else:
-            self._socket.bind(endpoint)
+            try:
+                self._socket.bind(endpoint)
+            except zmq.ZMQError:
+                self._socket.close()
+                raise
             self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._mailbox = mailbox
         self._stats = stats
@@ -147,6 +156,11 @@ class Ingest:
     def _receive_one(self) -> None:
         parts = self._socket.recv_multipart(copy=False)
         t_recv_ns = time.time_ns()
+        if self._gatekeeper is not None and not self._gatekeeper.may(user_id_of(parts[0]), "ingest"):
+            self._gatekeeper.refused(
+                "ingest", "refused an ingest message: the key is not authorised (any more)"
+            )
+            return
         try:
             message = decode_ingest([p.buffer for p in parts])
             if isinstance(message, SeriesMarker):

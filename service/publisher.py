@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from lptem.service.auth import Gatekeeper
 from lptem.service.protocol import (
     TOPIC_STATUS,
     TOPIC_TRACK,
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _RECORDED_TOPICS = frozenset({TOPIC_TRACK, TOPIC_STATUS, b"msd"})
 _EVENT = b""  # queue marker: record-only entry, not published
+_REBIND_WAIT_S = 2.0
 
 
 class Publisher:
@@ -36,12 +38,17 @@ class Publisher:
         *,
         status_interval_s: float = 1.0,
         sndhwm: int = 10000,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
-        self._socket = context.socket(zmq.PUB)
-        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
-        self._socket.setsockopt(zmq.LINGER, 500)  # let the last results and status leave on shutdown
-        self._socket.bind(endpoint)
+        self._context = context
+        self._sndhwm = sndhwm
+        self._gatekeeper = gatekeeper
+        self._socket = self._bound(endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._rebind = threading.Event()
+        self._bound_now = True
+        if gatekeeper is not None:
+            gatekeeper.on_revoked(self._rebind.set)
         self._status = status
         self._recorder = recorder
         self._interval = status_interval_s
@@ -51,6 +58,40 @@ class Publisher:
 
     def start(self) -> None:
         self._thread.start()
+
+    def _bound(self, endpoint: str) -> zmq.Socket[bytes]:
+        socket = self._context.socket(zmq.PUB)
+        socket.setsockopt(zmq.SNDHWM, self._sndhwm)
+        socket.setsockopt(zmq.LINGER, 500)  # let the last results and status leave on shutdown
+        if self._gatekeeper is not None:
+            self._gatekeeper.secure(socket, "publish")
+        try:
+            socket.bind(endpoint)
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
+        return socket
+
+    def _renew_socket(self) -> None:
+        """A key was revoked: drop every subscriber; the authorised ones reconnect through the handshake."""
+        self._rebind.clear()
+        if self._bound_now:
+            self._socket.unbind(self.endpoint)  # closes every connection made through it
+            self._bound_now = False
+        deadline = time.monotonic() + _REBIND_WAIT_S
+        while True:  # ZeroMQ releases the port in its I/O thread, a moment after unbind returns
+            try:
+                self._socket.bind(self.endpoint)
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    log.error("could not re-bind the publish socket at %s: %s; retrying", self.endpoint, exc)
+                    self._rebind.set()
+                    return
+                time.sleep(0.01)
+            else:
+                self._bound_now = True
+                break
+        log.info("publish socket re-bound after a key was revoked; subscribers reconnect")
 
     def publish(self, topic: bytes, message: Any) -> None:
         """Queue a result for publication (and the record, for recorded topics)."""
@@ -75,6 +116,8 @@ class Publisher:
                     item = (TOPIC_STATUS, None)
                 if item is None:
                     break
+                if self._rebind.is_set():
+                    self._renew_socket()
                 if time.monotonic() >= next_status:
                     self._send(TOPIC_STATUS, self._status())
                     next_status = time.monotonic() + self._interval

@@ -54,6 +54,8 @@ class Stats:
         self.engine_errors = 0
         self.control_errors = 0
         self.rejected: Counter[str] = Counter({r.value: 0 for r in RejectReason})
+        self.auth_failures: Counter[str] = Counter(dict.fromkeys(("ingest", "publish", "control"), 0))
+        """Connections and messages refused by CURVE authentication, by socket."""
         self.last_frame: int | None = None
         self.last_frame_t_ns: int | None = None
         self._bucket_counts = np.zeros(len(LATENCY_BUCKETS_S) + 1, dtype=np.int64)
@@ -90,6 +92,10 @@ class Stats:
     def control_error(self) -> None:
         with self._lock:
             self.control_errors += 1
+
+    def auth_failed(self, socket: str) -> None:
+        with self._lock:
+            self.auth_failures[socket] += 1
 
     def frame_processed(self, frame: int, t_ns: int, latency_s: float) -> None:
         with self._lock:
@@ -155,6 +161,14 @@ class DaemonCollector(Collector):
         yield CounterMetricFamily(
             "lptem_control_errors", "Control requests answered with an error", s.control_errors
         )
+        refused = CounterMetricFamily(
+            "lptem_auth_failures",
+            "Connections and messages refused by CURVE authentication, by socket",
+            labels=["socket"],
+        )
+        for socket, count in sorted(s.auth_failures.items()):
+            refused.add_metric([socket], count)
+        yield refused
         buckets, total = s.histogram()
         yield HistogramMetricFamily(
             "lptem_processing_latency_seconds",

@@ -10,9 +10,16 @@ from pathlib import Path
 
 from lptem.clients.camera.movies import Movie, MovieError, iter_frames, open_movie
 from lptem.clients.progress import Progress
-from lptem.clients.wire.control import ControlClient
-from lptem.clients.wire.endpoints import add_control_argument, add_ingest_argument, add_wait_argument
+from lptem.clients.wire.control import ControlClient, ControlError
+from lptem.clients.wire.endpoints import (
+    add_control_argument,
+    add_ingest_argument,
+    add_key_arguments,
+    add_wait_argument,
+    keys_from,
+)
 from lptem.clients.wire.sender import FrameSender, NoReceiverError
+from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger("lptem.replay")
 
@@ -71,6 +78,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     add_ingest_argument(parser)
     add_control_argument(parser, "asked whether its policy is lossy")
     add_wait_argument(parser)
+    add_key_arguments(parser)
     parser.add_argument(
         "--fps",
         type=float,
@@ -87,13 +95,13 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
 
 
-def _warn_if_lossy(control: str, fps: float | None) -> None:
+def _warn_if_lossy(control: str, fps: float | None, keys: ClientKeys | None) -> None:
     if fps is not None:
         return
     try:
-        with ControlClient(control, timeout_s=1.0) as client:
+        with ControlClient(control, timeout_s=1.0, keys=keys) as client:
             policy = client.status().policy
-    except (TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError, ControlError) as exc:  # a camera key may not read status
         log.info("could not ask the daemon for its policy (%s); continuing", exc)
         return
     if policy != "queue":
@@ -127,9 +135,10 @@ def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
         args.ingest,
         f" at {args.fps:g} fps" if args.fps else " as fast as accepted",
     )
-    _warn_if_lossy(args.control, args.fps)
+    keys = keys_from(args)
+    _warn_if_lossy(args.control, args.fps, keys)
     progress = Progress(n, enabled=False if args.no_progress else None)
-    with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm) as sender:
+    with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, keys=keys) as sender:
         try:
             sender.require_receiver(args.wait)
         except NoReceiverError as exc:

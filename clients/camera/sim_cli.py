@@ -26,7 +26,7 @@ import zmq
 from lptem.clients.camera.sim_microscope import DEFAULT_SIM_MICROSCOPE, SimMicroscopeServer
 from lptem.clients.camera.simcam import SimulatedCamera, motion_from_physical, write_movie
 from lptem.clients.progress import Progress
-from lptem.clients.wire.endpoints import add_ingest_argument, add_wait_argument
+from lptem.clients.wire.endpoints import add_ingest_argument, add_key_arguments, add_wait_argument, keys_from
 from lptem.clients.wire.sender import FrameSender, NoReceiverError
 from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
@@ -49,6 +49,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output (stream to a daemon, or write a movie)")
     add_ingest_argument(out)
     add_wait_argument(out)
+    add_key_arguments(parser)
     out.add_argument(
         "--out",
         type=Path,
@@ -291,7 +292,10 @@ def run_sim(args: argparse.Namespace) -> int:
     if control is not None:
         log.info("stage and beam control at %s", control.endpoint)
     try:
-        with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}") as sender:
+        keys = keys_from(args)
+        with FrameSender(
+            args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}", keys=keys
+        ) as sender:
             sender.require_receiver(args.wait)
             camera = SimulatedCamera(simulator, sender, args.fps, control)
             summary = camera.run(args.frames, stop, progress=progress)

@@ -12,7 +12,12 @@ from pathlib import Path
 import zmq
 
 from lptem.clients.dashboard.platform import debian_package, forced_platform, missing_xcb_libraries, uses_xcb
-from lptem.clients.wire.endpoints import add_control_argument, add_publish_argument
+from lptem.clients.wire.endpoints import (
+    add_control_argument,
+    add_key_arguments,
+    add_publish_argument,
+    keys_from,
+)
 
 log = logging.getLogger("lptem.dashboard")
 
@@ -20,6 +25,7 @@ log = logging.getLogger("lptem.dashboard")
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     add_publish_argument(parser)
     add_control_argument(parser, "for prompts by mouse")
+    add_key_arguments(parser)
     parser.add_argument(
         "--refresh-hz", type=float, default=15.0, help="redraws per second (default %(default)s)"
     )
@@ -70,7 +76,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     try:
-        window = DashboardWindow(args.publish, args.control, args.refresh_hz, args.trail_frames)
+        window = DashboardWindow(
+            args.publish, args.control, args.refresh_hz, args.trail_frames, keys=keys_from(args)
+        )
     except zmq.ZMQError as exc:
         log.error("cannot connect to %s / %s: %s", args.publish, args.control, exc)
         return 2

@@ -23,6 +23,7 @@ from PySide6 import QtCore
 
 from lptem.clients.wire.control import ControlClient, ControlError
 from lptem.service.protocol import MsdMessage, PreviewMessage, StatusMessage, TrackMessage, decode_result
+from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger("lptem.dashboard")
 
@@ -39,9 +40,16 @@ class ResultFeed(QtCore.QObject):
     connection = QtCore.Signal(bool, str)  # connected, text
     restarted = QtCore.Signal()
 
-    def __init__(self, endpoint: str, heartbeat_timeout_s: float = 3.0, parent: QtCore.QObject | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        heartbeat_timeout_s: float = 3.0,
+        parent: QtCore.QObject | None = None,
+        keys: ClientKeys | None = None,
+    ):
         super().__init__(parent)
         self.endpoint = endpoint
+        self._keys = keys
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.connected = False
         self.messages = 0
@@ -60,6 +68,8 @@ class ResultFeed(QtCore.QObject):
 
     def _open(self) -> None:
         socket = self._context.socket(zmq.SUB)
+        if self._keys is not None:
+            self._keys.apply(socket)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, 2000)
         for topic in TOPICS:
@@ -149,7 +159,13 @@ class CommandRunner(QtCore.QObject):
     done = QtCore.Signal(str, object)  # description, reply dict
     failed = QtCore.Signal(str, str)  # description, error text
 
-    def __init__(self, endpoint: str, timeout_s: float = 15.0, parent: QtCore.QObject | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        timeout_s: float = 15.0,
+        parent: QtCore.QObject | None = None,
+        keys: ClientKeys | None = None,
+    ):
         """``timeout_s`` exceeds the daemon's own 10 s wait for a busy engine (see ControlClient)."""
         super().__init__(parent)
         self.endpoint = endpoint
@@ -157,7 +173,9 @@ class CommandRunner(QtCore.QObject):
         self._requests: queue.SimpleQueue[tuple[str, Callable[[ControlClient], Any]] | None] = (
             queue.SimpleQueue()
         )
-        self._client = ControlClient(endpoint, timeout_s=timeout_s)  # a bad endpoint fails here, not later
+        self._client = ControlClient(
+            endpoint, timeout_s=timeout_s, keys=keys
+        )  # a bad endpoint fails here, not later
         self._thread = threading.Thread(target=self._work, name="lptem-dashboard-control", daemon=True)
         self._thread.start()
 

@@ -12,6 +12,7 @@ from lptem.clients.dashboard.frame_view import FrameView
 from lptem.clients.dashboard.panels import MsdPlot, ParticleTable, StripCharts, hint_label
 from lptem.clients.dashboard.state import DashboardState
 from lptem.service.protocol import StatusMessage
+from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger("lptem.dashboard")
 
@@ -24,12 +25,14 @@ class DashboardWindow(QtWidgets.QMainWindow):
         refresh_hz: float = 15.0,
         trail_frames: int = 100,
         command_timeout_s: float = 15.0,
+        *,
+        keys: ClientKeys | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle(f"lptem dashboard: {publish}")
         self.state = DashboardState(trail_frames=trail_frames)
-        self.feed = ResultFeed(publish, parent=self)
-        self.commands = CommandRunner(control, command_timeout_s, parent=self)
+        self.feed = ResultFeed(publish, parent=self, keys=keys)
+        self.commands = CommandRunner(control, command_timeout_s, parent=self, keys=keys)
         self.pending_points: list[tuple[float, float, int]] = []
         self.frame_view = FrameView()
         self.table = ParticleTable()

@@ -21,7 +21,7 @@ from lptem.clients.feedback.actuators import DryRunMicroscope, SimMicroscope
 from lptem.clients.feedback.controllers import CentreParticle, DoseGuard
 from lptem.clients.feedback.loop import Controller, ControlLoop, Limits, LoopReport
 from lptem.clients.wire.control import ControlError
-from lptem.clients.wire.endpoints import add_publish_argument
+from lptem.clients.wire.endpoints import add_key_arguments, add_publish_argument, keys_from
 
 log = logging.getLogger("lptem.control")
 
@@ -69,6 +69,7 @@ def add_feedback_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     wire = parser.add_argument_group("connections")
     add_publish_argument(wire)
+    add_key_arguments(parser)
     wire.add_argument(
         "--microscope",
         default=DEFAULT_SIM_MICROSCOPE,
@@ -135,7 +136,7 @@ def run_feedback(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        loop = ControlLoop(controller, microscope, args.publish, limits)
+        loop = ControlLoop(controller, microscope, args.publish, limits, keys=keys_from(args))
         print(format_report(loop.run(stop, args.duration)))
     except TimeoutError as exc:
         log.error("%s (is the microscope's control socket at %s?)", exc, args.microscope)

@@ -29,6 +29,7 @@ from lptem.clients.feedback.actuators import Applied, Beam, Stage
 from lptem.clients.wire.control import ControlError
 from lptem.clients.wire.subscriber import Received, Subscriber
 from lptem.service.protocol import MsdMessage, TrackMessage
+from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger("lptem.control")
 
@@ -131,13 +132,21 @@ class _Settling:
 class ControlLoop:
     """Runs one controller against one actuator on the results published at ``endpoint``."""
 
-    def __init__(self, controller: Controller, actuator: object, endpoint: str, limits: Limits | None = None):
+    def __init__(
+        self,
+        controller: Controller,
+        actuator: object,
+        endpoint: str,
+        limits: Limits | None = None,
+        keys: ClientKeys | None = None,
+    ):
         missing = [p.__name__ for p in controller.needs if not isinstance(actuator, p)]
         if missing:
             raise TypeError(f"{controller.name} needs an actuator with {', '.join(missing)}")
         self.controller = controller
         self.actuator = actuator
         self.endpoint = endpoint
+        self.keys = keys
         self.limits = limits or Limits()
         self.report = LoopReport()
         self.started = time.monotonic()
@@ -156,7 +165,7 @@ class ControlLoop:
         end = math.inf if duration_s is None else time.monotonic() + duration_s
         self.controller.on_start(self.actuator)
         try:
-            with Subscriber(self.endpoint, topics=self.controller.topics) as sub:
+            with Subscriber(self.endpoint, topics=self.controller.topics, keys=self.keys) as sub:
                 if not sub.wait_connected(5.0):
                     log.warning("no heartbeat from %s yet; waiting for results", self.endpoint)
                 self.ready.set()

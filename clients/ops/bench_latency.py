@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from lptem.clients.wire.endpoints import add_publish_argument
+from lptem.clients.wire.endpoints import add_key_arguments, add_publish_argument, keys_from
 from lptem.clients.wire.subscriber import Latency, Received, Subscriber, track_latency
 from lptem.service.protocol import TrackMessage
+from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger("lptem.bench")
 
@@ -101,12 +102,16 @@ def _stage_values(latency: Latency) -> tuple[float, float, float, float]:
 
 
 def collect(
-    endpoint: str, frames: int | None, duration_s: float | None, idle_s: float = 5.0
+    endpoint: str,
+    frames: int | None,
+    duration_s: float | None,
+    idle_s: float = 5.0,
+    keys: ClientKeys | None = None,
 ) -> LatencySample:
     """Collect until ``frames`` results or ``duration_s`` pass, or nothing comes for ``idle_s`` s."""
     sample = LatencySample()
     end = math.inf if duration_s is None else time.monotonic() + duration_s
-    with Subscriber(endpoint, topics=("track",)) as sub:
+    with Subscriber(endpoint, topics=("track",), keys=keys) as sub:
         patience = min(10.0, duration_s or 10.0)
         if not sub.wait_connected(patience):
             log.warning("no heartbeat from %s within %g s; listening anyway", endpoint, patience)
@@ -125,6 +130,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
     latency = kinds.add_parser("latency", help="latency distributions and losses of a running daemon")
     add_publish_argument(latency)
+    add_key_arguments(latency)
     latency.add_argument("--frames", type=int, metavar="N", help="stop after N results")
     latency.add_argument(
         "--duration",
@@ -137,7 +143,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None or args.frames is not None else 10.0
-    sample = collect(args.publish, args.frames, duration)
+    sample = collect(args.publish, args.frames, duration, keys=keys_from(args))
     if not sample.received:
         log.error("no track message from %s (is the daemon running and receiving frames?)", args.publish)
         return 1

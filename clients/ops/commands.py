@@ -11,15 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 from lptem.clients.wire.control import ControlClient, ControlError
-from lptem.clients.wire.endpoints import add_control_argument
+from lptem.clients.wire.endpoints import add_control_argument, add_key_arguments, keys_from
 from lptem.service.protocol import StatusMessage
 
 log = logging.getLogger("lptem.control")
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
-    """The daemon's control socket, the reply timeout and the output format."""
+    """The daemon's control socket (and its CURVE keys), the reply timeout and the output format."""
     add_control_argument(parser)
+    add_key_arguments(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -89,7 +90,7 @@ def _ask(
 ) -> dict[str, Any] | None:
     """Run ``request`` against the daemon; None (after logging why) if it was refused or unanswered."""
     try:
-        with ControlClient(args.control, timeout_s=args.timeout) as client:
+        with ControlClient(args.control, timeout_s=args.timeout, keys=keys_from(args)) as client:
             return request(client)
     except ControlError as exc:
         log.error("refused: %s", exc)
@@ -222,7 +223,7 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    with ControlClient(args.control, timeout_s=args.timeout) as client:
+    with ControlClient(args.control, timeout_s=args.timeout, keys=keys_from(args)) as client:
         while True:
             try:
                 status = client.status()

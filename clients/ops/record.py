@@ -17,7 +17,8 @@ from types import FrameType
 import zmq
 
 from lptem.clients.progress import Progress
-from lptem.clients.wire.endpoints import add_publish_argument
+from lptem.clients.wire.endpoints import add_key_arguments, add_publish_argument, keys_from
+from lptem.service.protocol.curve import ClientKeys
 from lptem.service.record import RecordExistsError, RecordWriter
 from lptem.service.versions import versions
 
@@ -33,6 +34,7 @@ def record(
     max_frames: int | None = None,
     duration_s: float | None = None,
     progress: Progress | None = None,
+    keys: ClientKeys | None = None,
 ) -> int:
     """Record until ``stop`` is set, ``max_frames`` track messages arrived or ``duration_s`` passed.
     Returns the number of track messages written."""
@@ -45,6 +47,8 @@ def record(
     writer = RecordWriter(directory, session)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socket = context.socket(zmq.SUB)
+    if keys is not None:
+        keys.apply(socket)
     socket.setsockopt(zmq.RCVHWM, 100000)
     socket.setsockopt(zmq.LINGER, 0)
     for topic in RECORDED_TOPICS:
@@ -78,6 +82,7 @@ def record(
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="record folder (created; exports written on exit)")
     add_publish_argument(parser)
+    add_key_arguments(parser)
     parser.add_argument("--frames", type=int, metavar="N", help="stop after N track messages")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -91,11 +96,18 @@ def run_record(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    keys = keys_from(args)
     progress = Progress(args.frames, enabled=False if args.no_progress else None)
     log.info("recording %s into %s (Ctrl-C to stop)", args.publish, args.out)
     try:
         n = record(
-            args.publish, args.out, stop, max_frames=args.frames, duration_s=args.duration, progress=progress
+            args.publish,
+            args.out,
+            stop,
+            max_frames=args.frames,
+            duration_s=args.duration,
+            progress=progress,
+            keys=keys,
         )
     except RecordExistsError as exc:
         log.error("%s", exc)

@@ -9,6 +9,7 @@ from typing import Any, Self
 import zmq
 
 from lptem.service.protocol import MAX_REQUEST_BYTES, StatusMessage, command_request, decode_reply
+from lptem.service.protocol.curve import ClientKeys
 
 
 class ControlError(RuntimeError):
@@ -27,9 +28,11 @@ class ReqClient:
         *,
         timeout_s: float = 15.0,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self._keys = keys
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._socket = self._new_socket()
@@ -37,6 +40,8 @@ class ReqClient:
     def _new_socket(self) -> zmq.Socket[bytes]:
         socket = self._context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
+        if self._keys is not None:
+            self._keys.apply(socket)
         socket.connect(self.endpoint)
         return socket
 

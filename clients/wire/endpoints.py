@@ -8,7 +8,9 @@ status 2, not a ZeroMQ traceback.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from lptem.service.protocol.curve import KEY_ENV, SERVER_KEY_ENV, ClientKeys, client_keys
 from lptem.service.protocol.endpoints import DEFAULT_CONTROL, DEFAULT_INGEST, DEFAULT_PUBLISH, check_endpoint
 
 
@@ -54,3 +56,26 @@ def add_wait_argument(parser: argparse._ActionsContainer) -> None:
         metavar="S",
         help="give up (exit status 1) when no daemon takes frames within S seconds (default %(default)s)",
     )
+
+
+def add_key_arguments(parser: argparse._ActionsContainer) -> None:
+    """``--key FILE --server-key FILE``: CURVE for a daemon started with ``--keys`` (docs/security.md)."""
+    group = parser.add_argument_group("CURVE (a daemon started with --keys; docs/security.md)")
+    group.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help=f"this client's secret key file, NAME.key_secret from lptem keys add (default ${KEY_ENV})",
+    )
+    group.add_argument(
+        "--server-key",
+        type=Path,
+        metavar="FILE",
+        help=f"the daemon's public key, server.key from its key folder (default ${SERVER_KEY_ENV})",
+    )
+
+
+def keys_from(args: argparse.Namespace) -> ClientKeys | None:
+    """The keys ``--key`` / ``--server-key`` (or their environment variables) name; None for neither.
+    Raises KeyFileError for half a pair or a bad file."""
+    return client_keys(getattr(args, "key", None), getattr(args, "server_key", None))

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import zmq
 
 from lptem.service.protocol import encode_header, encode_marker, wire_dtype_name
+from lptem.service.protocol.curve import ClientKeys
 
 
 class NoReceiverError(ConnectionError):
@@ -42,10 +43,14 @@ class FrameSender:
         sndhwm: int = 8,
         zero_copy: bool = False,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self._own_context = context is None
         self._context = context or zmq.Context()
+        self._keys = keys
         self._socket = self._context.socket(zmq.PUSH if mode == "push" else zmq.PUB)
+        if keys is not None and mode == "push":
+            keys.apply(self._socket)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, 2000)  # give queued frames 2 s to leave on close
         if mode == "push":
@@ -68,10 +73,12 @@ class FrameSender:
         (``IMMEDIATE``) asks, leaving this sender's own queueing as it is. A PUB sender cannot know its
         subscribers and always answers True.
         """
-        if self._socket.socket_type == zmq.PUB:
+        if self._socket.type == zmq.PUB:
             return True
         probe = self._context.socket(zmq.PUSH)
         try:
+            if self._keys is not None:  # a connection counts once the CURVE handshake has passed
+                self._keys.apply(probe)
             probe.setsockopt(zmq.IMMEDIATE, 1)
             probe.setsockopt(zmq.LINGER, 0)
             probe.connect(self.endpoint)
@@ -85,6 +92,12 @@ class FrameSender:
             raise NoReceiverError(
                 f"no daemon takes frames at {self.endpoint} (waited {timeout_s:g} s): start one with "
                 "`lptem serve`, or point --ingest at the one that runs"
+                + (
+                    "; with CURVE, also check that the daemon authorised this key as camera or operator "
+                    "and that --server-key is its server.key"
+                    if self._keys is not None
+                    else ""
+                )
             )
 
     def start(self, **meta: Any) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import zmq
 
 from lptem.service.protocol import StatusMessage, TrackMessage, decode_result
+from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ class Subscriber:
         heartbeat_timeout_s: float = 3.0,
         rcvhwm: int = 10000,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._keys = keys
         self.topics = tuple(topics)
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._rcvhwm = rcvhwm
@@ -105,6 +108,8 @@ class Subscriber:
 
     def _new_socket(self) -> zmq.Socket[bytes]:
         socket = self._context.socket(zmq.SUB)
+        if self._keys is not None:
+            self._keys.apply(socket)
         socket.setsockopt(zmq.RCVHWM, self._rcvhwm)
         socket.setsockopt(zmq.LINGER, 0)
         for topic in {*self.topics, "status"}:  # status is the heartbeat

@@ -42,10 +42,10 @@ def test_ingest_survives_an_internal_error(make_daemon, monkeypatch):
 def test_control_survives_an_internal_error(make_daemon, monkeypatch):
     original = ControlServer.handle
 
-    def flaky_handle(self, parts):
+    def flaky_handle(self, parts, user_id=None):
         if b"list_objects" in parts[0]:
             raise RuntimeError("injected")
-        return original(self, parts)
+        return original(self, parts, user_id)
 
     monkeypatch.setattr(ControlServer, "handle", flaky_handle)
     daemon = make_daemon(engine="passthrough")

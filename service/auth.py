@@ -1,0 +1,151 @@
+"""The daemon's side of CURVE: who may connect to which socket, checked at the handshake (ZAP) and again on
+every message, so that a key revoked while its client is connected stops working at once.
+
+pyzmq's ``ThreadAuthenticator`` answers the ZAP requests libzmq makes for each new CURVE connection; it
+asks :meth:`Gatekeeper.callback`, which looks the client's public key up in the key folder's
+``authorized/<role>/`` (lptem.service.keys) and the role up in ``SOCKET_ROLES``. Accepted connections
+carry the client's public key as their ZeroMQ ``User-Id``: ingest and control check it per message
+(:meth:`Gatekeeper.role_of`). A PUB socket cannot refuse one subscriber's messages, so a revocation asks
+the publisher to re-bind (:meth:`Gatekeeper.on_revoked`): every subscriber reconnects and only the still
+authorised ones pass the handshake again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from lptem.service.keys import AuthorisedKey, KeyFolder
+from lptem.service.logutil import RateLimitedLog
+from lptem.service.protocol.curve import SOCKET_ROLES, Role, SocketName
+from lptem.service.stats import Stats
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 1.0
+"""How often the key folder is checked for added or revoked keys."""
+
+
+class Gatekeeper:
+    """CURVE for one daemon's sockets (module docstring). ``close()`` when done."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], folder: KeyFolder, stats: Stats) -> None:
+        self.folder = folder
+        self._public, self._secret = folder.server_keys()
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._keys: dict[bytes, AuthorisedKey] = {}
+        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._revoked_listeners: list[Callable[[], None]] = []
+        self._refusals = RateLimitedLog(log)
+        self.reload()
+        self._authenticator = ThreadAuthenticator(context, log=logging.getLogger("lptem.service.zap"))
+        self._authenticator.start()
+        for name in SOCKET_ROLES:
+            self._authenticator.configure_curve_callback(name, credentials_provider=self)
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="lptem-keys", daemon=True)
+        self._watcher.start()
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public
+
+    def secure(self, socket: zmq.Socket[bytes], name: SocketName) -> None:
+        """Make ``socket`` a CURVE server whose clients ZAP checks against ``name``'s roles (before bind)."""
+        socket.curve_server = True
+        socket.curve_secretkey = self._secret
+        socket.curve_publickey = self._public
+        socket.zap_domain = name.encode()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP: may the client with public ``key`` (Z85) connect to socket ``domain``?"""
+        with self._lock:
+            entry = self._keys.get(key)
+        roles = SOCKET_ROLES.get(domain, frozenset())  # type: ignore[call-overload]
+        if entry is not None and entry.role in roles:
+            return True
+        why = (
+            "an unknown key" if entry is None else f"{entry.name!r}, whose role {entry.role} may not connect"
+        )
+        self.refused(
+            domain, f"refused {why} on the {domain} socket (key {key[:8].decode(errors='replace')}...)"
+        )
+        return False
+
+    def role_of(self, user_id: str | None) -> Role | None:
+        """The role of the client whose ``User-Id`` (its public key) a message carries, None when that key
+        is not authorised (any more)."""
+        if user_id is None:
+            return None
+        with self._lock:
+            entry = self._keys.get(user_id.encode())
+        return None if entry is None else entry.role
+
+    def may(self, user_id: str | None, socket: SocketName, *, changes_state: bool = False) -> bool:
+        """Whether a message from ``user_id`` may be taken on ``socket``; on control, a command that
+        ``changes_state`` needs the operator role."""
+        role = self.role_of(user_id)
+        if role is None or role not in SOCKET_ROLES[socket]:
+            return False
+        return not changes_state or role == "operator"
+
+    def refused(self, socket: str, message: str) -> None:
+        """Count and log (rate-limited) one refused connection or message."""
+        self._stats.auth_failed(socket)
+        self._refusals.warning(message)
+
+    def on_revoked(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from the watcher thread) after a reload that took a key away."""
+        self._revoked_listeners.append(listener)
+
+    def reload(self) -> list[str]:
+        """Read ``authorized/`` again; returns the names of keys no longer authorised."""
+        signature = self.folder.signature()
+        keys = {k.public: k for k in self.folder.authorised()}
+        for problem in self.folder.problems():
+            log.warning("key folder: %s (ignored)", problem)
+        with self._lock:
+            before = self._keys
+            self._keys, self._signature = keys, signature
+        gone = [k.name for public, k in before.items() if keys.get(public) != k]
+        if before or keys:
+            log.info("keys: %d authorised (%s)%s", len(keys), self._summary(keys),
+                     f"; revoked {', '.join(gone)}" if gone else "")  # fmt: skip
+        if gone:
+            for listener in self._revoked_listeners:
+                listener()
+        return gone
+
+    def close(self) -> None:
+        self._stop.set()
+        self._watcher.join()
+        self._authenticator.stop()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            try:
+                if self.folder.signature() != self._signature:
+                    self.reload()
+            except OSError as exc:  # the folder went away: keep the keys we have, say so
+                self._refusals.warning(f"cannot read the key folder {self.folder.path}: {exc}")
+
+    @staticmethod
+    def _summary(keys: dict[bytes, AuthorisedKey]) -> str:
+        counts: dict[str, int] = {}
+        for k in keys.values():
+            counts[k.role] = counts.get(k.role, 0) + 1
+        return ", ".join(f"{n} {role}" for role, n in sorted(counts.items())) or "none"
+
+
+def user_id_of(frame: zmq.Frame) -> str | None:
+    """The ``User-Id`` ZAP gave the connection a message came on (the client's public key), if any."""
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:  # a socket without ZAP
+        return None
+    return user_id if isinstance(user_id, str) else None
