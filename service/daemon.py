@@ -115,7 +115,7 @@ class Daemon:
         capacity = config.queue_capacity or (2 if config.policy is Policy.LATEST else 64)
         self.stats = Stats()
         self.mailbox = Mailbox(config.policy, capacity)
-        self.recorder = RecordWriter(config.record, self._session_meta()) if config.record else None
+        self.recorder: RecordWriter | None = None
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._closed = False
         self._metrics_server: Any = None
@@ -127,7 +127,7 @@ class Daemon:
                 self._context,
                 config.publish,
                 self.status,
-                self.recorder,
+                None,
                 status_interval_s=config.status_interval_s,
                 gatekeeper=self.gatekeeper,
             )
@@ -159,12 +159,13 @@ class Daemon:
                 on_marker=self._on_marker,
                 gatekeeper=self.gatekeeper,
             )
-        except (zmq.ZMQError, KeyFileError):
+            if config.record is not None:  # only once every socket is bound: a failed start leaves no record
+                self.recorder = RecordWriter(config.record, self._session_meta())
+                self.publisher.record_to(self.recorder)
+        except (zmq.ZMQError, KeyFileError, OSError):
             if self.gatekeeper is not None:
                 self.gatekeeper.close()
             self._context.destroy(linger=0)
-            if self.recorder is not None:
-                self.recorder.close()
             raise
 
     @property
@@ -179,7 +180,9 @@ class Daemon:
     def start(self) -> None:
         if self.config.metrics_port:
             registry = CollectorRegistry()
-            registry.register(DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects))
+            registry.register(
+                DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects, self._record_health)
+            )
             self._metrics_server, _ = start_http_server(
                 self.config.metrics_port, addr=self.config.metrics_addr, registry=registry
             )
@@ -227,7 +230,7 @@ class Daemon:
         self.publisher.stop()
         if self.recorder is not None:
             self.recorder.close()
-            export_record(self.recorder.directory)
+            self._export(self.recorder)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
@@ -267,9 +270,23 @@ class Daemon:
                 "msd": asdict(self.engine.statistics.settings),
                 "engine_settings": self.engine.tracker_settings,
                 "security": self._security(),
+                **({"record": health} if (health := self._record_health()) is not None else {}),
             },
             diffusion=list(self.engine.statistics.summary),
         )
+
+    def _record_health(self) -> dict[str, Any] | None:
+        return asdict(self.recorder.health) if self.recorder is not None else None
+
+    @staticmethod
+    def _export(recorder: RecordWriter) -> None:
+        """The record's exports; a disk that refuses them costs the exports, not a clean exit."""
+        try:
+            export_record(recorder.directory)
+        except OSError as exc:
+            log.warning(
+                "could not write the exports of %s: %s (the record itself is kept)", recorder.directory, exc
+            )
 
     def _security(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -142,10 +142,15 @@ def export_record(directory: Path) -> None:
                 rows, frames = [], []
     writer.add(rows, frames, offsets)
     writer.close()
+    gaps = [e for e in events if e.get("event") == "record_gap"]  # frames the disk did not take (record.py)
     summary = {**session, **_pixel_size(session, carried), "events": events, "frame_times": frame_times,
-               "exports": writer.files}  # fmt: skip
+               "record_gaps": gaps, "exports": writer.files}  # fmt: skip
     (directory / "session.json").write_text(json.dumps(summary, indent=1, default=str))
     log.info("record exported to %s (%d frames)", directory, len(frame_times["frame"]))
+    for gap in gaps:
+        lost = f"track frames {gap['first_lost_frame']} to {gap['last_lost_frame']}"
+        log.warning("the record lacks %d entries (%s) that the disk refused: %s", gap["lost_entries"], lost,
+                    gap["error"])  # fmt: skip
 
 
 def samem_angle_deg(theta_deg: npt.ArrayLike) -> npt.NDArray[np.float64]:

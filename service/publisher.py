@@ -59,6 +59,10 @@ class Publisher:
     def start(self) -> None:
         self._thread.start()
 
+    def record_to(self, recorder: RecordWriter) -> None:
+        """Also write recorded topics and events to ``recorder`` (before :meth:`start`)."""
+        self._recorder = recorder
+
     def _bound(self, endpoint: str) -> zmq.Socket[bytes]:
         socket = self._context.socket(zmq.PUB)
         socket.setsockopt(zmq.SNDHWM, self._sndhwm)

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from prometheus_client.core import (
@@ -134,10 +135,17 @@ class Stats:
 class DaemonCollector(Collector):
     """Exposes :class:`Stats` to Prometheus (no per-particle labels)."""
 
-    def __init__(self, stats: Stats, queue_depth: Callable[[], int], objects: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        queue_depth: Callable[[], int],
+        objects: Callable[[], int],
+        record: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
         self._stats = stats
         self._queue_depth = queue_depth
         self._objects = objects
+        self._record = record
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats
@@ -177,6 +185,7 @@ class DaemonCollector(Collector):
             sum_value=total,
         )
         yield GaugeMetricFamily("lptem_queue_depth", "Frames waiting for the engine", self._queue_depth())
+        yield from _record_metrics(self._record())
         yield GaugeMetricFamily("lptem_objects_tracked", "Objects the engine tracks", self._objects())
         last = s.last_frame_t_ns
         yield GaugeMetricFamily(
@@ -184,3 +193,27 @@ class DaemonCollector(Collector):
             "Camera timestamp of the last processed frame (Unix time, s)",
             last / 1e9 if last is not None else float("nan"),
         )
+
+
+def _record_metrics(health: dict[str, Any] | None) -> Iterator[Metric]:
+    """The record's state (lptem.service.record.RecordHealth as a dict); nothing when not recording."""
+    if health is None:
+        return
+    yield GaugeMetricFamily(
+        "lptem_record_writing",
+        "1 while the record is being written, 0 while writing fails",
+        health["state"] == "ok",
+    )
+    yield CounterMetricFamily(
+        "lptem_record_failures", "Spells in which writing the record failed", health["failures"]
+    )
+    yield CounterMetricFamily(
+        "lptem_record_lost_entries",
+        "Record entries dropped because the disk did not take them",
+        health["lost_entries"],
+    )
+    yield GaugeMetricFamily(
+        "lptem_record_pending_bytes",
+        "Record entries held in memory, not yet written",
+        health["pending_bytes"],
+    )

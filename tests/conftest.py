@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,3 +67,29 @@ def make_daemon() -> Iterator[type[Daemon]]:
 @pytest.fixture
 def record_dir(tmp_path: Path) -> Path:
     return tmp_path / "record"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: a real filesystem that answers ENOSPC when full (needs root, as in CI)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (not root?): {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path, leave_bytes: int) -> Path:
+    """Fill ``disk`` with a file until ``leave_bytes`` are free; delete the file to free the space."""
+    filler = disk / "filler"
+    stat = os.statvfs(disk)
+    free = stat.f_bavail * stat.f_frsize
+    with open(filler, "wb") as fh:
+        fh.write(b"\0" * max(0, free - leave_bytes))
+    return filler
