@@ -67,6 +67,8 @@ class CameraJob:
     source: str | tuple[int, int]
     fps: float | None
     n_frames: int
+    keys: tuple[str, str] | None = None
+    """CURVE: the camera's secret key file and the daemon's public key file."""
 
 
 def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
@@ -74,6 +76,9 @@ def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
     as acquisition software with a reused buffer would)."""
     endpoint, source, fps, n_frames = job.endpoint, job.source, job.fps, job.n_frames
     from lptem.clients.wire.sender import FrameSender  # noqa: PLC0415 - imported in the child process
+    from lptem.service.protocol.curve import ClientKeys  # noqa: PLC0415
+
+    keys = None if job.keys is None else ClientKeys.load(Path(job.keys[0]), Path(job.keys[1]))
 
     if isinstance(source, str):
         movie = np.load(source)
@@ -81,7 +86,7 @@ def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
     else:
         rng = np.random.default_rng(0)
         frames = [rng.integers(900, 1100, size=source).astype(np.uint16) for _ in range(4)]
-    with FrameSender(endpoint) as camera:
+    with FrameSender(endpoint, keys=keys) as camera:
         ready.set()
         go.wait()
         t0 = time.perf_counter()
@@ -94,12 +99,16 @@ def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
 
 
 def start_camera(
-    endpoint: str, source: str | tuple[int, int], fps: float | None, n_frames: int
+    endpoint: str,
+    source: str | tuple[int, int],
+    fps: float | None,
+    n_frames: int,
+    keys: tuple[str, str] | None = None,
 ) -> tuple[mp.process.BaseProcess, Any]:
     """Start a camera in its own process (spawned: no shared GIL); returns (process, go event)."""
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    job = CameraJob(endpoint, source, fps, n_frames)
+    job = CameraJob(endpoint, source, fps, n_frames, keys)
     process = ctx.Process(target=paced_camera, args=(job, ready, go))
     process.start()
     ready.wait(60)

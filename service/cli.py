@@ -17,7 +17,13 @@ from lptem.engine.registry import ENGINES, EngineOptionError, engine_options
 from lptem.service.daemon import Daemon, DaemonConfig, InsecureBindError
 from lptem.service.mailbox import Policy
 from lptem.service.protocol.curve import KeyFileError
-from lptem.service.protocol.endpoints import DEFAULT_CONTROL, DEFAULT_INGEST, DEFAULT_PUBLISH, check_endpoint
+from lptem.service.protocol.endpoints import (
+    DEFAULT_CONTROL,
+    DEFAULT_INGEST,
+    DEFAULT_PREVIEW,
+    DEFAULT_PUBLISH,
+    check_endpoint,
+)
 from lptem.service.statistics import MsdSettings, MsdSettingsError
 
 log = logging.getLogger("lptem.serve")
@@ -44,7 +50,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PUBLISH,
         type=check_endpoint,
         metavar="ENDPOINT",
-        help="PUB socket for results: topics track, msd, status, preview (default %(default)s)",
+        help="PUB socket for results: topics track, msd, status (default %(default)s)",
+    )
+    net.add_argument(
+        "--preview",
+        default=DEFAULT_PREVIEW,
+        type=lambda text: text if text == "none" else check_endpoint(text),
+        metavar="ENDPOINT",
+        help="PUB socket for the preview topic (downsampled frames and masks for viewers; 'none' = off) "
+        "(default %(default)s)",
     )
     net.add_argument(
         "--control",
@@ -241,6 +255,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         ingest=args.ingest_connect or args.ingest,
         ingest_connect=args.ingest_connect is not None,
         publish=args.publish,
+        preview=None if args.preview == "none" else args.preview,
         control=args.control,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,

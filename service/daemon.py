@@ -27,6 +27,7 @@ from lptem.service.mailbox import Mailbox, Policy
 from lptem.service.protocol import (
     DEFAULT_CONTROL,
     DEFAULT_INGEST,
+    DEFAULT_PREVIEW,
     DEFAULT_PUBLISH,
     SeriesMarker,
     StatusMessage,
@@ -49,6 +50,8 @@ class DaemonConfig:
     """PULL endpoint to bind, or (``ingest_connect``) a camera PUB endpoint to connect a SUB to."""
     ingest_connect: bool = False
     publish: str = DEFAULT_PUBLISH
+    preview: str | None = DEFAULT_PREVIEW
+    """PUB socket of the preview topic (None: no previews are published)."""
     control: str = DEFAULT_CONTROL
     metrics_port: int = 0
     """Prometheus HTTP port; 0 = off."""
@@ -80,6 +83,8 @@ class InsecureBindError(ValueError):
 def exposure(config: DaemonConfig) -> list[str]:
     """The endpoints (and metrics address) of ``config`` that other machines can reach."""
     endpoints = {"ingest": config.ingest, "publish": config.publish, "control": config.control}
+    if config.preview is not None:
+        endpoints["preview"] = config.preview
     out = [f"{name} {endpoint}" for name, endpoint in endpoints.items() if not is_loopback(endpoint)]
     if config.metrics_port and not is_loopback(f"tcp://{config.metrics_addr}:{config.metrics_port}"):
         out.append(f"metrics {config.metrics_addr}:{config.metrics_port}")
@@ -128,6 +133,7 @@ class Daemon:
                 config.publish,
                 self.status,
                 None,
+                preview_endpoint=config.preview,
                 status_interval_s=config.status_interval_s,
                 gatekeeper=self.gatekeeper,
             )
@@ -137,7 +143,7 @@ class Daemon:
                 self.stats,
                 self.publisher.publish,
                 self.publisher.record_event,
-                preview_hz=config.preview_hz,
+                preview_hz=config.preview_hz if config.preview is not None else 0.0,
                 preview_max_side=config.preview_max_side,
                 msd=config.msd,
             )
@@ -173,6 +179,7 @@ class Daemon:
         return {
             "ingest": self.ingest.endpoint,
             "publish": self.publisher.endpoint,
+            "preview": self.publisher.preview_endpoint,
             "control": self.control.endpoint,
             "metrics_port": self.config.metrics_port or None,
         }

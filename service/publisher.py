@@ -14,6 +14,7 @@ import zmq
 
 from lptem.service.auth import Gatekeeper
 from lptem.service.protocol import (
+    TOPIC_PREVIEW,
     TOPIC_STATUS,
     TOPIC_TRACK,
     StatusMessage,
@@ -28,7 +29,56 @@ _EVENT = b""  # queue marker: record-only entry, not published
 _REBIND_WAIT_S = 2.0
 
 
+RESULTS_HWM = 1000
+"""Messages the results socket holds for one subscriber that does not read (then drops for it)."""
+PREVIEW_HWM = 2
+"""The same for the preview socket: previews are large (a 256² image and label map, ~0.2-0.4 MB)."""
+
+
+class _Outlet:
+    """One bound PUB socket (CURVE'd when keys are on), owned by the publisher thread."""
+
+    def __init__(
+        self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, hwm: int, gatekeeper: Gatekeeper | None
+    ) -> None:
+        self.socket = context.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.SNDHWM, hwm)
+        self.socket.setsockopt(zmq.LINGER, 500)  # let the last results and status leave on shutdown
+        if gatekeeper is not None:
+            gatekeeper.secure(self.socket, "publish")
+        try:
+            self.socket.bind(endpoint)
+        except zmq.ZMQError:
+            self.socket.close(linger=0)
+            raise
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._bound = True
+
+    def renew(self) -> bool:
+        """Drop every subscriber (unbind), bind again; the authorised ones reconnect through the
+        handshake. False when the port could not be bound again yet (try later)."""
+        if self._bound:
+            self.socket.unbind(self.endpoint)
+            self._bound = False
+        deadline = time.monotonic() + _REBIND_WAIT_S
+        while True:  # ZeroMQ releases the port in its I/O thread, a moment after unbind returns
+            try:
+                self.socket.bind(self.endpoint)
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    log.error("could not re-bind %s: %s; retrying", self.endpoint, exc)
+                    return False
+                time.sleep(0.01)
+            else:
+                self._bound = True
+                return True
+
+
 class Publisher:
+    """Results on one PUB socket (``track``, ``msd``, ``status``), previews on their own (``preview``, and
+    ``status`` as its heartbeat), so that a subscriber that stops reading holds at most ``RESULTS_HWM``
+    small and ``PREVIEW_HWM`` large messages in the daemon, and nothing once it leaves."""
+
     def __init__(
         self,
         context: zmq.Context[zmq.Socket[bytes]],
@@ -36,17 +86,24 @@ class Publisher:
         status: Callable[[], StatusMessage],
         recorder: RecordWriter | None,
         *,
+        preview_endpoint: str | None = None,
         status_interval_s: float = 1.0,
-        sndhwm: int = 10000,
         gatekeeper: Gatekeeper | None = None,
     ) -> None:
-        self._context = context
-        self._sndhwm = sndhwm
-        self._gatekeeper = gatekeeper
-        self._socket = self._bound(endpoint)
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._results = _Outlet(context, endpoint, RESULTS_HWM, gatekeeper)
+        self._outlets = [self._results]
+        try:
+            self._previews = (
+                _Outlet(context, preview_endpoint, PREVIEW_HWM, gatekeeper) if preview_endpoint else None
+            )
+        except zmq.ZMQError:
+            self._results.socket.close(linger=0)
+            raise
+        if self._previews is not None:
+            self._outlets.append(self._previews)
+        self.endpoint = self._results.endpoint
+        self.preview_endpoint = self._previews.endpoint if self._previews is not None else None
         self._rebind = threading.Event()
-        self._bound_now = True
         if gatekeeper is not None:
             gatekeeper.on_revoked(self._rebind.set)
         self._status = status
@@ -63,39 +120,14 @@ class Publisher:
         """Also write recorded topics and events to ``recorder`` (before :meth:`start`)."""
         self._recorder = recorder
 
-    def _bound(self, endpoint: str) -> zmq.Socket[bytes]:
-        socket = self._context.socket(zmq.PUB)
-        socket.setsockopt(zmq.SNDHWM, self._sndhwm)
-        socket.setsockopt(zmq.LINGER, 500)  # let the last results and status leave on shutdown
-        if self._gatekeeper is not None:
-            self._gatekeeper.secure(socket, "publish")
-        try:
-            socket.bind(endpoint)
-        except zmq.ZMQError:
-            socket.close(linger=0)
-            raise
-        return socket
-
-    def _renew_socket(self) -> None:
-        """A key was revoked: drop every subscriber; the authorised ones reconnect through the handshake."""
+    def _renew_sockets(self) -> None:
+        """A key was revoked: every subscriber is dropped and must pass the handshake again."""
         self._rebind.clear()
-        if self._bound_now:
-            self._socket.unbind(self.endpoint)  # closes every connection made through it
-            self._bound_now = False
-        deadline = time.monotonic() + _REBIND_WAIT_S
-        while True:  # ZeroMQ releases the port in its I/O thread, a moment after unbind returns
-            try:
-                self._socket.bind(self.endpoint)
-            except zmq.ZMQError as exc:
-                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
-                    log.error("could not re-bind the publish socket at %s: %s; retrying", self.endpoint, exc)
-                    self._rebind.set()
-                    return
-                time.sleep(0.01)
-            else:
-                self._bound_now = True
-                break
-        log.info("publish socket re-bound after a key was revoked; subscribers reconnect")
+        renewed = [outlet.renew() for outlet in self._outlets]  # every one, even after a failure
+        if not all(renewed):
+            self._rebind.set()
+            return
+        log.info("publish sockets re-bound after a key was revoked; subscribers reconnect")
 
     def publish(self, topic: bytes, message: Any) -> None:
         """Queue a result for publication (and the record, for recorded topics)."""
@@ -121,14 +153,15 @@ class Publisher:
                 if item is None:
                     break
                 if self._rebind.is_set():
-                    self._renew_socket()
+                    self._renew_sockets()
                 if time.monotonic() >= next_status:
                     self._send(TOPIC_STATUS, self._status())
                     next_status = time.monotonic() + self._interval
                 self._handle(*item)
             self._send(TOPIC_STATUS, self._status())
         finally:
-            self._socket.close()
+            for outlet in self._outlets:
+                outlet.socket.close()
 
     def _handle(self, topic: bytes, message: Any) -> None:
         try:
@@ -142,7 +175,13 @@ class Publisher:
 
     def _send(self, topic: bytes, message: Any) -> None:
         parts = encode_result(topic, message)
-        self._socket.send_multipart(parts, copy=False)
+        if topic == TOPIC_PREVIEW:
+            if self._previews is not None:
+                self._previews.socket.send_multipart(parts, copy=False)
+            return
+        self._results.socket.send_multipart(parts, copy=False)
+        if topic == TOPIC_STATUS and self._previews is not None:  # the preview socket's heartbeat
+            self._previews.socket.send_multipart(parts, copy=False)
         if topic in _RECORDED_TOPICS:
             self._record(topic.decode(), parts[1])
 

@@ -53,7 +53,7 @@ def make_daemon() -> Iterator[type[Daemon]]:
     started: list[Daemon] = []
 
     def factory(**overrides: Any) -> Daemon:
-        config = DaemonConfig(ingest=ANY_PORT, publish=ANY_PORT, control=ANY_PORT)
+        config = DaemonConfig(ingest=ANY_PORT, publish=ANY_PORT, preview=ANY_PORT, control=ANY_PORT)
         daemon = Daemon(dataclasses.replace(config, **overrides))
         daemon.start()
         started.append(daemon)

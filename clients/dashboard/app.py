@@ -15,6 +15,7 @@ from lptem.clients.dashboard.platform import debian_package, forced_platform, mi
 from lptem.clients.wire.endpoints import (
     add_control_argument,
     add_key_arguments,
+    add_preview_argument,
     add_publish_argument,
     keys_from,
 )
@@ -24,6 +25,7 @@ log = logging.getLogger("lptem.dashboard")
 
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     add_publish_argument(parser)
+    add_preview_argument(parser)
     add_control_argument(parser, "for prompts by mouse")
     add_key_arguments(parser)
     parser.add_argument(
@@ -77,7 +79,12 @@ def run_dashboard(args: argparse.Namespace) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     try:
         window = DashboardWindow(
-            args.publish, args.control, args.refresh_hz, args.trail_frames, keys=keys_from(args)
+            args.publish,
+            args.control,
+            args.refresh_hz,
+            args.trail_frames,
+            keys=keys_from(args),
+            preview=None if args.preview == "none" else args.preview,
         )
     except zmq.ZMQError as exc:
         log.error("cannot connect to %s / %s: %s", args.publish, args.control, exc)

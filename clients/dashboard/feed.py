@@ -27,7 +27,8 @@ from lptem.service.protocol.curve import ClientKeys
 
 log = logging.getLogger("lptem.dashboard")
 
-TOPICS = ("track", "preview", "msd", "status")
+TOPICS = ("track", "msd", "status")
+"""From the results socket; ``preview`` comes from the daemon's preview socket."""
 MAX_DRAIN = 1000
 """Messages read per pass before yielding to the event loop (another pass is scheduled at once)."""
 
@@ -46,9 +47,11 @@ class ResultFeed(QtCore.QObject):
         heartbeat_timeout_s: float = 3.0,
         parent: QtCore.QObject | None = None,
         keys: ClientKeys | None = None,
+        preview_endpoint: str | None = None,
     ):
         super().__init__(parent)
         self.endpoint = endpoint
+        self.preview_endpoint = preview_endpoint
         self._keys = keys
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.connected = False
@@ -57,8 +60,7 @@ class ResultFeed(QtCore.QObject):
         self.reconnects = 0
         self._daemon_started_ns: int | None = None
         self._context = zmq.Context()
-        self._socket: zmq.Socket[bytes] | None = None
-        self._notifier: QtCore.QSocketNotifier | None = None
+        self._inlets: list[tuple[zmq.Socket[bytes], QtCore.QSocketNotifier]] = []
         self._last_seen = time.monotonic()
         self._drain_scheduled = False
         self._timer = QtCore.QTimer(self)
@@ -67,42 +69,45 @@ class ResultFeed(QtCore.QObject):
         self._timer.start(100)
 
     def _open(self) -> None:
+        self._inlets = [self._inlet(self.endpoint, TOPICS, 2000)]
+        if self.preview_endpoint is not None:
+            self._inlets.append(self._inlet(self.preview_endpoint, ("preview",), 4))
+        self._last_seen = time.monotonic()
+
+    def _inlet(
+        self, endpoint: str, topics: tuple[str, ...], rcvhwm: int
+    ) -> tuple[zmq.Socket[bytes], QtCore.QSocketNotifier]:
         socket = self._context.socket(zmq.SUB)
         if self._keys is not None:
             self._keys.apply(socket)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.RCVHWM, 2000)
-        for topic in TOPICS:
+        socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        for topic in topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        socket.connect(self.endpoint)
-        self._socket = socket
-        self._notifier = QtCore.QSocketNotifier(
-            socket.getsockopt(zmq.FD), QtCore.QSocketNotifier.Type.Read, self
-        )
-        self._notifier.activated.connect(self._drain)
-        self._last_seen = time.monotonic()
+        socket.connect(endpoint)
+        notifier = QtCore.QSocketNotifier(socket.getsockopt(zmq.FD), QtCore.QSocketNotifier.Type.Read, self)
+        notifier.activated.connect(self._drain)
+        return socket, notifier
 
     def _close_socket(self) -> None:
-        if self._notifier is not None:
-            self._notifier.setEnabled(False)
-            self._notifier.deleteLater()
-            self._notifier = None
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        for socket, notifier in self._inlets:
+            notifier.setEnabled(False)
+            notifier.deleteLater()
+            socket.close()
+        self._inlets = []
 
     def _drain(self) -> None:
-        """Read everything waiting (the descriptor will not signal again for messages already queued)."""
+        """Read everything waiting (the descriptors will not signal again for messages already queued)."""
         self._drain_scheduled = False
-        socket = self._socket
-        if socket is None:
-            return
-        for _ in range(MAX_DRAIN):
-            events = int(socket.getsockopt(zmq.EVENTS))
-            if not events & zmq.POLLIN:
-                return
-            self._dispatch(socket.recv_multipart(zmq.NOBLOCK), time.time_ns())
-        if not self._drain_scheduled:  # more is waiting: continue after the GUI had its turn
+        more = False
+        for socket, _ in self._inlets:
+            for _ in range(MAX_DRAIN):
+                if not int(socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    break
+                self._dispatch(socket.recv_multipart(zmq.NOBLOCK), time.time_ns())
+            else:
+                more = True
+        if more and not self._drain_scheduled:  # more is waiting: continue after the GUI had its turn
             self._drain_scheduled = True
             QtCore.QTimer.singleShot(0, self._drain)
 

@@ -27,11 +27,12 @@ class DashboardWindow(QtWidgets.QMainWindow):
         command_timeout_s: float = 15.0,
         *,
         keys: ClientKeys | None = None,
+        preview: str | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle(f"lptem dashboard: {publish}")
         self.state = DashboardState(trail_frames=trail_frames)
-        self.feed = ResultFeed(publish, parent=self, keys=keys)
+        self.feed = ResultFeed(publish, parent=self, keys=keys, preview_endpoint=preview)
         self.commands = CommandRunner(control, command_timeout_s, parent=self, keys=keys)
         self.pending_points: list[tuple[float, float, int]] = []
         self.frame_view = FrameView()

@@ -46,7 +46,7 @@ class DaemonProcess:
         script = Path(sys.executable).with_name("lptem")  # the installed console script, as users run it
         launcher = [str(script)] if script.exists() else [sys.executable, "-P", "-m", "lptem.clients.cli"]
         cmd = [*launcher, "serve", "--ready-file", str(self.ready_file)]
-        for flag in ("--ingest", "--publish", "--control"):
+        for flag in ("--ingest", "--publish", "--preview", "--control"):
             if flag not in self.args and not (flag == "--ingest" and "--ingest-connect" in self.args):
                 cmd += [flag, "tcp://127.0.0.1:*"]
         return cmd + self.args
@@ -86,6 +86,10 @@ class DaemonProcess:
     @property
     def control(self) -> str:
         return str(self.endpoints["control"])
+
+    @property
+    def preview(self) -> str:
+        return str(self.endpoints["preview"])
 
     @property
     def pid(self) -> int:

@@ -11,7 +11,13 @@ import argparse
 from pathlib import Path
 
 from lptem.service.protocol.curve import KEY_ENV, SERVER_KEY_ENV, ClientKeys, client_keys
-from lptem.service.protocol.endpoints import DEFAULT_CONTROL, DEFAULT_INGEST, DEFAULT_PUBLISH, check_endpoint
+from lptem.service.protocol.endpoints import (
+    DEFAULT_CONTROL,
+    DEFAULT_INGEST,
+    DEFAULT_PREVIEW,
+    DEFAULT_PUBLISH,
+    check_endpoint,
+)
 
 
 def add_publish_argument(parser: argparse._ActionsContainer) -> None:
@@ -22,6 +28,17 @@ def add_publish_argument(parser: argparse._ActionsContainer) -> None:
         type=check_endpoint,
         metavar="ENDPOINT",
         help="the daemon's results (default %(default)s)",
+    )
+
+
+def add_preview_argument(parser: argparse._ActionsContainer) -> None:
+    """``--preview ENDPOINT``: the daemon's preview socket (PUB: downsampled frames and masks)."""
+    parser.add_argument(
+        "--preview",
+        default=DEFAULT_PREVIEW,
+        type=lambda text: text if text == "none" else check_endpoint(text),
+        metavar="ENDPOINT",
+        help="the daemon's previews: frames and masks; 'none' = without them (default %(default)s)",
     )
 
 

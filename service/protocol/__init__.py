@@ -32,6 +32,7 @@ from lptem.service.protocol.control import (
 from lptem.service.protocol.endpoints import (
     DEFAULT_CONTROL,
     DEFAULT_INGEST,
+    DEFAULT_PREVIEW,
     DEFAULT_PUBLISH,
     EndpointError,
     check_endpoint,
@@ -66,9 +67,9 @@ from lptem.service.protocol.results import (
 )
 
 __all__ = [
-    "COMMANDS", "COMMAND_TYPES", "DEFAULT_CONTROL", "DEFAULT_INGEST", "DEFAULT_PUBLISH", "DTYPES",
-    "MAX_FRAME_BYTES", "MAX_OBJECTS", "MAX_PIXELS", "MAX_PROMPT_POINTS", "MAX_REQUEST_BYTES", "MAX_SIDE",
-    "MSD_KEYS", "PROTOCOL_VERSION", "QUOTE_CHARS", "TOPICS", "TOPIC_MSD", "TOPIC_PREVIEW",
+    "COMMANDS", "COMMAND_TYPES", "DEFAULT_CONTROL", "DEFAULT_INGEST", "DEFAULT_PREVIEW", "DEFAULT_PUBLISH",
+    "DTYPES", "MAX_FRAME_BYTES", "MAX_OBJECTS", "MAX_PIXELS", "MAX_PROMPT_POINTS", "MAX_REQUEST_BYTES",
+    "MAX_SIDE", "MSD_KEYS", "PROTOCOL_VERSION", "QUOTE_CHARS", "TOPICS", "TOPIC_MSD", "TOPIC_PREVIEW",
     "TOPIC_STATUS", "TOPIC_TRACK", "AddObject", "Buffer", "Command", "CommandError", "EndpointError",
     "FrameRejected", "GetStatus", "IngestFrame", "ListObjects", "MsdMessage", "ParticleMsd", "Ping",
     "PreviewMessage", "RejectReason", "RemoveObject", "Reset", "ResultMessage", "SeriesMarker",

@@ -12,6 +12,8 @@ import re
 DEFAULT_INGEST = "tcp://127.0.0.1:5555"
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
+DEFAULT_PREVIEW = "tcp://127.0.0.1:5558"
+"""The preview topic's own PUB socket (large messages, kept apart from the results)."""
 
 _TCP = re.compile(r"^tcp://(?P<host>\*|\[[0-9A-Fa-f:.]+\]|[^\s:/\[\];]+):(?P<port>\*|\d{1,5})$")
 _OTHER = re.compile(r"^(ipc|inproc)://\S+$")

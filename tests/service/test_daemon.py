@@ -91,7 +91,7 @@ def test_queue_policy_publishes_a_track_for_every_frame(make_daemon):
 def test_preview_carries_a_downsampled_frame_and_label_map(make_daemon):
     daemon = make_daemon(engine_options=CLASSICAL, policy=Policy.QUEUE, preview_max_side=64)
     ep = daemon.endpoints
-    with Subscriber(ep["publish"], topics=("preview",)) as sub, ControlClient(ep["control"]) as c:
+    with Subscriber(ep["preview"], topics=("preview",)) as sub, ControlClient(ep["control"]) as c:
         c.add_object(box=box(0, 0), obj_id=9)
         assert sub.wait_connected()
         with FrameSender(ep["ingest"]) as cam:

@@ -64,8 +64,10 @@ def open_window(qtbot) -> Iterator[Callable[..., DashboardWindow]]:
     """Dashboard windows that are closed (sockets and worker thread too) at the end of the test."""
     windows: list[DashboardWindow] = []
 
-    def factory(publish: str, control: str, command_timeout_s: float = 15.0) -> DashboardWindow:
-        window = DashboardWindow(publish, control, command_timeout_s=command_timeout_s)
+    def factory(
+        publish: str, control: str, command_timeout_s: float = 15.0, preview: str | None = None
+    ) -> DashboardWindow:
+        window = DashboardWindow(publish, control, command_timeout_s=command_timeout_s, preview=preview)
         qtbot.addWidget(window)
         window.show()
         windows.append(window)
@@ -113,7 +115,7 @@ def tracked(window: DashboardWindow) -> dict[int, TrackedObject]:
 def test_live_view_mouse_prompts_and_screenshot(
     qtbot, open_window, live_daemon: DaemonProcess, tmp_path: Path
 ) -> None:
-    window = open_window(live_daemon.publish, live_daemon.control)
+    window = open_window(live_daemon.publish, live_daemon.control, preview=live_daemon.preview)
     qtbot.waitUntil(lambda: window.frame_view._shown_preview is not None, timeout=20_000)  # a frame is drawn
     qtbot.waitUntil(lambda: window.connection_label.text().startswith("connected to"), timeout=5_000)
     assert tracked(window) == {}
