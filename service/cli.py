@@ -14,7 +14,7 @@ from types import FrameType
 import zmq
 
 from lptem.engine.registry import ENGINES, EngineOptionError, engine_options
-from lptem.service.daemon import Daemon, DaemonConfig, InsecureBindError
+from lptem.service.daemon import Daemon, DaemonConfig, InsecureBindError, MetricsTls
 from lptem.service.mailbox import Policy
 from lptem.service.protocol.curve import KeyFileError
 from lptem.service.protocol.endpoints import (
@@ -79,6 +79,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1",
         metavar="ADDR",
         help="address for the metrics server (default %(default)s)",
+    )
+    net.add_argument(
+        "--metrics-tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="serve metrics over HTTPS with this certificate (with --metrics-tls-key)",
+    )
+    net.add_argument("--metrics-tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    net.add_argument(
+        "--metrics-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="require scrapers' client certificates signed by this CA (then --metrics-addr may be remote)",
     )
     net.add_argument(
         "--ready-file",
@@ -259,6 +272,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         control=args.control,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
+        metrics_tls=metrics_tls_from(args),
         engine=args.engine,
         engine_options=engine_options_from(args),
         auto_detect=args.auto_detect,
@@ -279,13 +293,31 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     )
 
 
+class ServeOptionError(ValueError):
+    """Options that do not go together; the message says which."""
+
+
+def metrics_tls_from(args: argparse.Namespace) -> MetricsTls | None:
+    cert, key, client_ca = args.metrics_tls_cert, args.metrics_tls_key, args.metrics_client_ca
+    if cert is None and key is None and client_ca is None:
+        return None
+    if cert is None or key is None:
+        raise EngineOptionError(
+            "--metrics-tls-cert and --metrics-tls-key go together (and --metrics-client-ca needs them)"
+        )
+    for path in (cert, key, client_ca):
+        if path is not None and not path.is_file():
+            raise ServeOptionError(f"{path}: no such file")
+    return MetricsTls(cert, key, client_ca)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     if args.list_engines:
         print_engines()
         return 0
     try:
         daemon = Daemon(config_from_args(args))
-    except (EngineOptionError, MsdSettingsError, InsecureBindError, KeyFileError) as exc:
+    except (EngineOptionError, MsdSettingsError, InsecureBindError, KeyFileError, ServeOptionError) as exc:
         log.error("%s", exc)
         return 2
     except (zmq.ZMQError, OSError) as exc:

@@ -56,6 +56,8 @@ class DaemonConfig:
     metrics_port: int = 0
     """Prometheus HTTP port; 0 = off."""
     metrics_addr: str = "127.0.0.1"
+    metrics_tls: MetricsTls | None = None
+    """HTTPS (and client certificates) for the metrics server."""
     engine: str = "classical"
     engine_options: dict[str, str] = field(default_factory=dict)
     auto_detect: bool | None = None
@@ -76,6 +78,20 @@ class DaemonConfig:
     """Allow sockets or metrics reachable from the network without CURVE (logged, and said in status)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsTls:
+    """The metrics server over HTTPS: its certificate and key (PEM), and the CA whose client
+    certificates it requires (None: any client may scrape, encrypted)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    @property
+    def authenticates(self) -> bool:
+        return self.client_ca is not None
+
+
 class InsecureBindError(ValueError):
     """A socket would be reachable from the network without authentication; the message says what to do."""
 
@@ -86,7 +102,9 @@ def exposure(config: DaemonConfig) -> list[str]:
     if config.preview is not None:
         endpoints["preview"] = config.preview
     out = [f"{name} {endpoint}" for name, endpoint in endpoints.items() if not is_loopback(endpoint)]
-    if config.metrics_port and not is_loopback(f"tcp://{config.metrics_addr}:{config.metrics_port}"):
+    remote = not is_loopback(f"tcp://{config.metrics_addr}:{config.metrics_port}")
+    authenticated = config.metrics_tls is not None and config.metrics_tls.authenticates
+    if config.metrics_port and remote and not authenticated:
         out.append(f"metrics {config.metrics_addr}:{config.metrics_port}")
     return out
 
@@ -103,7 +121,12 @@ def check_exposure(config: DaemonConfig) -> None:
         raise InsecureBindError(
             f"{', '.join(exposed)}: reachable from other machines without authentication. Give --keys "
             "DIR (lptem keys init DIR; docs/security.md), bind to 127.0.0.1, or pass --insecure to accept "
-            "the risk" + (" (the metrics server has no authentication of its own)" if metrics else "")
+            "the risk"
+            + (
+                " (metrics: or give --metrics-tls-cert, --metrics-tls-key and --metrics-client-ca)"
+                if metrics
+                else ""
+            )
         )
 
 
@@ -190,8 +213,15 @@ class Daemon:
             registry.register(
                 DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects, self._record_health)
             )
+            tls = self.config.metrics_tls
             self._metrics_server, _ = start_http_server(
-                self.config.metrics_port, addr=self.config.metrics_addr, registry=registry
+                self.config.metrics_port,
+                addr=self.config.metrics_addr,
+                registry=registry,
+                certfile=str(tls.cert) if tls else None,
+                keyfile=str(tls.key) if tls else None,
+                client_cafile=str(tls.client_ca) if tls and tls.client_ca else None,
+                client_auth_required=bool(tls and tls.client_ca),
             )
         self.publisher.start()
         self.engine.start()
