@@ -5,7 +5,9 @@ pyzmq's ``ThreadAuthenticator`` answers the ZAP requests libzmq makes for each n
 asks :meth:`Gatekeeper.callback`, which looks the client's public key up in the key folder's
 ``authorized/<role>/`` (lptem.service.keys) and the role up in ``SOCKET_ROLES``. Accepted connections
 carry the client's public key as their ZeroMQ ``User-Id``: ingest and control check it per message
-(:meth:`Gatekeeper.role_of`). A PUB socket cannot refuse one subscriber's messages, so a revocation asks
+(:meth:`Gatekeeper.role_of`). Failed handshakes (a refused key, a client without CURVE, a wrong server
+key) are counted from each socket's monitor events, since a client that cannot even start the handshake
+never reaches ZAP. A PUB socket cannot refuse one subscriber's messages, so a revocation asks
 the publisher to re-bind (:meth:`Gatekeeper.on_revoked`): every subscriber reconnects and only the still
 authorised ones pass the handshake again.
 """
@@ -14,10 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from lptem.service.keys import AuthorisedKey, KeyFolder
 from lptem.service.logutil import RateLimitedLog
@@ -28,6 +33,11 @@ log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
 """How often the key folder is checked for added or revoked keys."""
+_HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 class Gatekeeper:
@@ -42,6 +52,7 @@ class Gatekeeper:
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._revoked_listeners: list[Callable[[], None]] = []
         self._refusals = RateLimitedLog(log)
+        self._monitors: dict[zmq.Socket[bytes], str] = {}
         self.reload()
         self._authenticator = ThreadAuthenticator(context, log=logging.getLogger("lptem.service.zap"))
         self._authenticator.start()
@@ -61,6 +72,7 @@ class Gatekeeper:
         socket.curve_secretkey = self._secret
         socket.curve_publickey = self._public
         socket.zap_domain = name.encode()
+        self._monitors[socket.get_monitor_socket(_HANDSHAKE_FAILURES)] = name
 
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP: may the client with public ``key`` (Z85) connect to socket ``domain``?"""
@@ -72,10 +84,9 @@ class Gatekeeper:
         why = (
             "an unknown key" if entry is None else f"{entry.name!r}, whose role {entry.role} may not connect"
         )
-        self.refused(
-            domain, f"refused {why} on the {domain} socket (key {key[:8].decode(errors='replace')}...)"
-        )
-        return False
+        key_start = key[:8].decode(errors="replace")
+        self._refusals.warning(f"refused {why} on the {domain} socket (key {key_start}...)")
+        return False  # counted when the handshake fails (the socket's monitor)
 
     def role_of(self, user_id: str | None) -> Role | None:
         """The role of the client whose ``User-Id`` (its public key) a message carries, None when that key
@@ -122,17 +133,40 @@ class Gatekeeper:
         return gone
 
     def close(self) -> None:
+        """After the secured sockets are closed."""
         self._stop.set()
         self._watcher.join()
+        for monitor in self._monitors:
+            monitor.close(linger=0)
         self._authenticator.stop()
 
     def _watch(self) -> None:
-        while not self._stop.wait(WATCH_INTERVAL_S):
-            try:
-                if self.folder.signature() != self._signature:
-                    self.reload()
-            except OSError as exc:  # the folder went away: keep the keys we have, say so
-                self._refusals.warning(f"cannot read the key folder {self.folder.path}: {exc}")
+        """Count failed handshakes as they happen; re-read the key folder when it changes."""
+        next_look = time.monotonic() + WATCH_INTERVAL_S
+        while not self._stop.is_set():
+            poller = zmq.Poller()  # afresh: sockets secured after the start are watched too
+            for monitor in list(self._monitors):
+                poller.register(monitor, zmq.POLLIN)
+            for monitor, _ in poller.poll(timeout=100):
+                self._handshake_failed(self._monitors[monitor], recv_monitor_message(monitor))
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + WATCH_INTERVAL_S
+                self._look_at_folder()
+
+    def _handshake_failed(self, socket: str, event: dict[str, Any]) -> None:
+        kind = {
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH: "its key was refused",
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "no CURVE, or not with this daemon's server key",
+        }.get(event["event"], "the handshake failed")
+        peer = event["endpoint"].decode(errors="replace") if isinstance(event["endpoint"], bytes) else ""
+        self.refused(socket, f"a client of the {socket} socket ({peer}) was not let in: {kind}")
+
+    def _look_at_folder(self) -> None:
+        try:
+            if self.folder.signature() != self._signature:
+                self.reload()
+        except OSError as exc:  # the folder went away: keep the keys we have, say so
+            self._refusals.warning(f"cannot read the key folder {self.folder.path}: {exc}")
 
     @staticmethod
     def _summary(keys: dict[bytes, AuthorisedKey]) -> str:
