@@ -32,6 +32,7 @@ from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.scenes import Crystal
 from lptem.engine.sim.simulator import Particles, SimConfig, Simulator
+from lptem.service.protocol.curve import is_loopback
 from lptem.service.protocol.endpoints import check_endpoint
 
 log = logging.getLogger("lptem.sim")
@@ -63,6 +64,18 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         help="when streaming: the simulated microscope's socket (REP) for stage moves and beam "
         f"changes, 'none' for no socket (default {DEFAULT_SIM_MICROSCOPE}, skipped with a warning if taken; "
         "docs/control.md)",
+    )
+    out.add_argument(
+        "--microscope-keys",
+        type=Path,
+        metavar="DIR",
+        help="CURVE on the microscope's socket with this key folder (lptem keys): only operator keys may "
+        "move the stage or the beam (docs/security.md)",
+    )
+    out.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a microscope socket reachable from other machines without --microscope-keys",
     )
     out.add_argument("--labels", action="store_true", help="with --out: also write labels.tif")
     out.add_argument(
@@ -277,11 +290,24 @@ def run_sim(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     progress = Progress(args.frames, "sent", enabled=False if args.no_progress else None)
+    endpoint = args.microscope or DEFAULT_SIM_MICROSCOPE
+    if (
+        endpoint != "none"
+        and not is_loopback(endpoint)
+        and args.microscope_keys is None
+        and not args.insecure
+    ):
+        log.error(
+            "%s: the microscope's stage and beam would be open to other machines without authentication; "
+            "give --microscope-keys DIR (docs/security.md), bind to 127.0.0.1, or pass --insecure",
+            endpoint,
+        )
+        return 2
     try:
         control = (
             None
-            if args.microscope == "none"
-            else SimMicroscopeServer(simulator, args.microscope or DEFAULT_SIM_MICROSCOPE)
+            if endpoint == "none"
+            else SimMicroscopeServer(simulator, endpoint, keys=args.microscope_keys)
         )
     except zmq.ZMQError as exc:
         if args.microscope is not None:  # asked for explicitly: an error

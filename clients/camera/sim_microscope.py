@@ -19,12 +19,17 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import zmq
 
 from lptem.engine.sim.simulator import Simulator
+from lptem.service.auth import Gatekeeper, user_id_of
+from lptem.service.keys import KeyFolder
+from lptem.service.protocol.curve import KeyFileError
+from lptem.service.stats import Stats
 
 log = logging.getLogger("lptem.sim.control")
 
@@ -78,14 +83,29 @@ def _finite(request: dict[str, Any], key: str) -> float:
 class SimMicroscopeServer:
     """Serves the control socket of one Simulator; call ``serve`` from the camera's thread."""
 
-    def __init__(self, simulator: Simulator, endpoint: str = DEFAULT_SIM_MICROSCOPE) -> None:
+    def __init__(
+        self, simulator: Simulator, endpoint: str = DEFAULT_SIM_MICROSCOPE, *, keys: Path | None = None
+    ) -> None:
+        """``keys``: a key folder (lptem keys); then only ``operator`` keys may move the stage or the beam."""
         self.simulator = simulator
         self.pixel_size_nm = simulator.config.pixel_size_nm
         self._start = simulator.fov_origin.copy()
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.bind(endpoint)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, 4096)  # a command is a few dozen bytes
+        self._gatekeeper: Gatekeeper | None = None
+        try:
+            if keys is not None:
+                self._gatekeeper = Gatekeeper(self._context, KeyFolder(keys), Stats())
+                self._gatekeeper.secure(self._socket, "microscope")
+            self._socket.bind(endpoint)
+        except (zmq.ZMQError, KeyFileError):
+            self._socket.close()
+            if self._gatekeeper is not None:
+                self._gatekeeper.close()
+            self._context.term()
+            raise
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.applied = 0
         self.refused = 0
@@ -95,7 +115,16 @@ class SimMicroscopeServer:
         handled = 0
         wait_ms = max(0, int(timeout_s * 1000))
         while self._socket.poll(wait_ms if handled == 0 else 0):
-            self._socket.send(msgpack.packb(self._answer(self._socket.recv()), use_bin_type=True))
+            request = self._socket.recv(copy=False)
+            gate = self._gatekeeper
+            if gate is not None and not gate.may(user_id_of(request), "microscope"):
+                gate.refused(
+                    "microscope", "refused a microscope command: the key is not authorised (any more)"
+                )
+                reply: dict[str, Any] = {"ok": False, "error": "not permitted: this key is not authorised"}
+            else:
+                reply = self._answer(request.bytes)
+            self._socket.send(msgpack.packb(reply, use_bin_type=True))
             handled += 1
         return handled
 
@@ -132,4 +161,6 @@ class SimMicroscopeServer:
 
     def close(self) -> None:
         self._socket.close()
+        if self._gatekeeper is not None:
+            self._gatekeeper.close()
         self._context.term()

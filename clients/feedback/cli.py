@@ -127,7 +127,10 @@ def run_feedback(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    microscope = DryRunMicroscope() if args.dry_run else SimMicroscope(args.microscope, timeout_s=5.0)
+    keys = keys_from(args)  # the same operator key for the daemon's results and the microscope
+    microscope = (
+        DryRunMicroscope() if args.dry_run else SimMicroscope(args.microscope, timeout_s=5.0, keys=keys)
+    )
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -136,7 +139,7 @@ def run_feedback(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        loop = ControlLoop(controller, microscope, args.publish, limits, keys=keys_from(args))
+        loop = ControlLoop(controller, microscope, args.publish, limits, keys=keys)
         print(format_report(loop.run(stop, args.duration)))
     except TimeoutError as exc:
         log.error("%s (is the microscope's control socket at %s?)", exc, args.microscope)

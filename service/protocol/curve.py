@@ -24,11 +24,12 @@ ROLE_RIGHTS: dict[Role, str] = {
     "viewer": "subscribe to results (publish) and read the daemon's state (control: status, list, ping)",
     "operator": "everything: send frames, subscribe, and every control command",
 }
-SocketName = Literal["ingest", "publish", "control"]
+SocketName = Literal["ingest", "publish", "control", "microscope"]
 SOCKET_ROLES: dict[SocketName, frozenset[Role]] = {
     "ingest": frozenset({"camera", "operator"}),
     "publish": frozenset({"viewer", "operator"}),
     "control": frozenset({"viewer", "operator"}),
+    "microscope": frozenset({"operator"}),  # the simulated microscope's stage and beam (lptem sim)
 }
 """Who may connect to each socket at all; on control, commands that change state (``CHANGES_STATE`` in
 lptem.service.protocol.control) need the operator role."""

@@ -16,6 +16,8 @@ from lptem.clients.wire.control import ControlError
 from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.simulator import Particles, SimConfig, Simulator
+from lptem.service.keys import KeyFolder
+from lptem.service.protocol.curve import ClientKeys
 
 CENTRE = 63.5
 
@@ -107,3 +109,38 @@ def test_bad_requests_are_refused_counted_and_change_nothing(
     assert server.refused == len(BAD)
     assert microscope.request("state") == before
     np.testing.assert_array_equal(simulator.fov_origin, [simulator.margin, simulator.margin])
+
+
+def test_with_keys_only_an_operator_may_move_the_stage(tmp_path) -> None:
+    folder = KeyFolder(tmp_path / "keys")
+    folder.init()
+    folder.add("olga", "operator")
+    folder.add("alice", "viewer")
+    simulator = still_particle("float32")
+    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*", keys=folder.path)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            server.serve(0.05)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+
+    def keys(name: str) -> ClientKeys:
+        return ClientKeys.load(folder.path / "clients" / f"{name}.key_secret", folder.path / "server.key")
+
+    try:
+        with SimMicroscope(server.endpoint, timeout_s=5.0, keys=keys("olga")) as operator:
+            assert operator.move_by(10.0, 0.0).effective_frame == 0
+        for client in (keys("alice"), None):  # a viewer's key, or no CURVE: never let in
+            with (
+                SimMicroscope(server.endpoint, timeout_s=0.5, keys=client) as refused,
+                pytest.raises(TimeoutError),
+            ):
+                refused.move_by(10.0, 0.0)
+        assert server.applied == 1
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
