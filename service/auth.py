@@ -53,6 +53,7 @@ class Gatekeeper:
         self._revoked_listeners: list[Callable[[], None]] = []
         self._refusals = RateLimitedLog(log)
         self._monitors: dict[zmq.Socket[bytes], str] = {}
+        self._reload_lock = threading.Lock()
         self.reload()
         self._authenticator = ThreadAuthenticator(context, log=logging.getLogger("lptem.service.zap"))
         self._authenticator.start()
@@ -115,22 +116,33 @@ class Gatekeeper:
         self._revoked_listeners.append(listener)
 
     def reload(self) -> list[str]:
-        """Read ``authorized/`` again; returns the names of keys no longer authorised."""
-        signature = self.folder.signature()
-        keys = {k.public: k for k in self.folder.authorised()}
-        for problem in self.folder.problems():
-            log.warning("key folder: %s (ignored)", problem)
-        with self._lock:
-            before = self._keys
-            self._keys, self._signature = keys, signature
-        gone = [k.name for public, k in before.items() if keys.get(public) != k]
-        if before or keys:
-            log.info("keys: %d authorised (%s)%s", len(keys), self._summary(keys),
-                     f"; revoked {', '.join(gone)}" if gone else "")  # fmt: skip
-        if gone:
-            for listener in self._revoked_listeners:
-                listener()
-        return gone
+        """Read ``authorized/`` again; returns the names of keys no longer authorised. A folder that is
+        not there (moved, unmounted) keeps the keys already read, with a warning: revoking is explicit."""
+        with self._reload_lock:  # SIGHUP and the watcher: one reads and swaps at a time, in order
+            if not self.folder.authorized.is_dir():
+                self._refusals.warning(
+                    f"key folder {self.folder.authorized} is missing: keeping the keys read"
+                )
+                return []
+            signature = self.folder.signature()
+            keys: dict[bytes, AuthorisedKey] = {}
+            for key in self.folder.authorised():
+                keys.setdefault(
+                    key.public, key
+                )  # a key authorised twice: the first role (problems() says so)
+            for problem in self.folder.problems():
+                log.warning("key folder: %s (ignored)", problem)
+            with self._lock:
+                before = self._keys
+                self._keys, self._signature = keys, signature
+            gone = [k.name for public, k in before.items() if keys.get(public) != k]
+            if before or keys:
+                log.info("keys: %d authorised (%s)%s", len(keys), self._summary(keys),
+                         f"; revoked {', '.join(gone)}" if gone else "")  # fmt: skip
+            if gone:
+                for listener in self._revoked_listeners:
+                    listener()
+            return gone
 
     def close(self) -> None:
         """After the secured sockets are closed."""
@@ -152,6 +164,10 @@ class Gatekeeper:
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + WATCH_INTERVAL_S
                 self._look_at_folder()
+                if not self._authenticator.is_alive():  # without ZAP, libzmq would let any CURVE client in
+                    self._refusals.warning(
+                        "the ZAP authenticator thread has stopped: new connections are not checked"
+                    )
 
     def _handshake_failed(self, socket: str, event: dict[str, Any]) -> None:
         kind = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from lptem.engine.registry import create_tracker
 from lptem.service.auth import Gatekeeper
@@ -24,6 +24,7 @@ from lptem.service.exports import export_record
 from lptem.service.ingest import Ingest
 from lptem.service.keys import KeyFolder
 from lptem.service.mailbox import Mailbox, Policy
+from lptem.service.metrics_http import start_metrics_server, tls_context
 from lptem.service.protocol import (
     DEFAULT_CONTROL,
     DEFAULT_INGEST,
@@ -188,10 +189,13 @@ class Daemon:
                 on_marker=self._on_marker,
                 gatekeeper=self.gatekeeper,
             )
-            if config.record is not None:  # only once every socket is bound: a failed start leaves no record
+            if config.metrics_port:
+                self._metrics_server = self._serve_metrics()
+            if config.record is not None:  # only once everything is bound: a failed start leaves no record
                 self.recorder = RecordWriter(config.record, self._session_meta())
                 self.publisher.record_to(self.recorder)
-        except (zmq.ZMQError, KeyFileError, OSError):
+        except (zmq.ZMQError, KeyFileError, OSError):  # OSError: also a taken metrics port or a bad PEM file
+            self._close_metrics()
             if self.gatekeeper is not None:
                 self.gatekeeper.close()
             self._context.destroy(linger=0)
@@ -207,22 +211,22 @@ class Daemon:
             "metrics_port": self.config.metrics_port or None,
         }
 
+    def _serve_metrics(self) -> Any:
+        registry = CollectorRegistry()
+        registry.register(
+            DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects, self._record_health)
+        )
+        tls = self.config.metrics_tls
+        context = tls_context(tls.cert, tls.key, tls.client_ca) if tls is not None else None
+        return start_metrics_server(self.config.metrics_port, self.config.metrics_addr, registry, context)
+
+    def _close_metrics(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+
     def start(self) -> None:
-        if self.config.metrics_port:
-            registry = CollectorRegistry()
-            registry.register(
-                DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects, self._record_health)
-            )
-            tls = self.config.metrics_tls
-            self._metrics_server, _ = start_http_server(
-                self.config.metrics_port,
-                addr=self.config.metrics_addr,
-                registry=registry,
-                certfile=str(tls.cert) if tls else None,
-                keyfile=str(tls.key) if tls else None,
-                client_cafile=str(tls.client_ca) if tls and tls.client_ca else None,
-                client_auth_required=bool(tls and tls.client_ca),
-            )
         self.publisher.start()
         self.engine.start()
         self.control.start()
@@ -268,9 +272,7 @@ class Daemon:
         if self.recorder is not None:
             self.recorder.close()
             self._export(self.recorder)
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        self._close_metrics()
         if self.gatekeeper is not None:
             self.gatekeeper.close()
         self._context.term()

@@ -74,7 +74,17 @@ class KeyFolder:
         if public_key_file is None:
             source = _create_pair(self.path / "clients", name)
         else:
-            read_key_file(public_key_file)  # a readable key, before it is trusted
+            public, secret = read_key_file(public_key_file)  # a readable key, before it is trusted
+            if secret is not None:
+                raise KeyFileError(
+                    f"{public_key_file} holds a secret key: give the public NAME.key (the secret stays with "
+                    "the client)"
+                )
+            holder = next((k for k in self.authorised() if k.public == public), None)
+            if holder is not None:
+                raise KeyFileError(
+                    f"this public key is already authorised as {holder.name!r} ({holder.role})"
+                )
             source = public_key_file
         target = self.authorized / role / f"{name}.key"
         shutil.copyfile(source, target)
@@ -108,8 +118,14 @@ class KeyFolder:
         return out
 
     def problems(self) -> list[str]:
-        """Files in ``authorized/`` that are not keys the daemon can use."""
+        """Files in ``authorized/`` that are not keys the daemon can use, and keys authorised twice."""
         out = []
+        seen: dict[bytes, AuthorisedKey] = {}
+        for key in self.authorised():
+            if key.public in seen:
+                first = seen[key.public]
+                out.append(f"{key.role}/{key.name}.key is the same key as {first.role}/{first.name}.key")
+            seen.setdefault(key.public, key)
         for role in ROLES:
             for path in sorted((self.authorized / role).glob("*")):
                 try:
@@ -136,7 +152,7 @@ class KeyFolder:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name == SERVER:
+    if not _NAME.fullmatch(name) or name == SERVER:
         raise KeyFileError(
             f"{name[:40]!r}: a key name is 1-64 letters, digits, '_', '.' or '-', not starting with a "
             f"punctuation mark, and not {SERVER!r}"

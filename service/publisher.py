@@ -53,6 +53,8 @@ class _Outlet:
             raise
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._bound = True
+        self.pending = False
+        """Its subscribers are to be dropped (a key was revoked) and it has not bound again yet."""
 
     def renew(self) -> bool:
         """Drop every subscriber (unbind), bind again; the authorised ones reconnect through the
@@ -104,6 +106,7 @@ class Publisher:
         self.endpoint = self._results.endpoint
         self.preview_endpoint = self._previews.endpoint if self._previews is not None else None
         self._rebind = threading.Event()
+        self._next_renewal = 0.0
         if gatekeeper is not None:
             gatekeeper.on_revoked(self._rebind.set)
         self._status = status
@@ -121,13 +124,24 @@ class Publisher:
         self._recorder = recorder
 
     def _renew_sockets(self) -> None:
-        """A key was revoked: every subscriber is dropped and must pass the handshake again."""
-        self._rebind.clear()
-        renewed = [outlet.renew() for outlet in self._outlets]  # every one, even after a failure
-        if not all(renewed):
-            self._rebind.set()
+        """A key was revoked: every subscriber is dropped and must pass the handshake again. An outlet
+        that cannot bind again yet is tried again a second later; the others are not renewed twice."""
+        if self._rebind.is_set():  # a (new) revocation: every outlet drops its subscribers
+            self._rebind.clear()
+            for outlet in self._outlets:
+                outlet.pending = True
+        if time.monotonic() < self._next_renewal:
             return
-        log.info("publish sockets re-bound after a key was revoked; subscribers reconnect")
+        for outlet in self._outlets:
+            if outlet.pending:
+                try:
+                    outlet.pending = not outlet.renew()
+                except zmq.ZMQError as exc:  # unbind itself failed: keep publishing, try again later
+                    log.error("could not renew %s: %s", outlet.endpoint, exc)
+        if any(outlet.pending for outlet in self._outlets):
+            self._next_renewal = time.monotonic() + 1.0
+        else:
+            log.info("publish sockets re-bound after a key was revoked; subscribers reconnect")
 
     def publish(self, topic: bytes, message: Any) -> None:
         """Queue a result for publication (and the record, for recorded topics)."""
@@ -152,16 +166,23 @@ class Publisher:
                     item = (TOPIC_STATUS, None)
                 if item is None:
                     break
-                if self._rebind.is_set():
+                if self._rebind.is_set() or any(outlet.pending for outlet in self._outlets):
                     self._renew_sockets()
                 if time.monotonic() >= next_status:
-                    self._send(TOPIC_STATUS, self._status())
+                    self._send_status()
                     next_status = time.monotonic() + self._interval
                 self._handle(*item)
-            self._send(TOPIC_STATUS, self._status())
+            self._send_status()
         finally:
             for outlet in self._outlets:
                 outlet.socket.close()
+
+    def _send_status(self) -> None:
+        try:
+            self._send(TOPIC_STATUS, self._status())
+        except Exception:  # a bug in status must not silence the results
+            self._errors += 1
+            log.exception("could not publish a status message; skipped")
 
     def _handle(self, topic: bytes, message: Any) -> None:
         try:

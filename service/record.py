@@ -139,12 +139,17 @@ class RecordWriter:
                 unsynced = not self._synced()
                 last_sync = now
             if closing:
-                if backlog:
+                if backlog:  # the disk still refuses: what it refused is lost, and the log says which
                     with self._lock:
-                        for kind, payload, _ in backlog:
+                        for kind, payload, entry in backlog:
                             self._lose(kind, payload)
-                    log.warning("record %s: %s; %d entries not written at shutdown", self.directory,
-                                self.health.error, len(backlog))  # fmt: skip
+                            self.health.pending_bytes -= len(entry)
+                        spell = self._spell
+                    frames = (
+                        "" if spell is None else f" (track frames {spell.first_frame} to {spell.last_frame})"
+                    )
+                    log.warning("record %s: %s; %d entries not written at shutdown%s", self.directory,
+                                self.health.error, len(backlog), frames)  # fmt: skip
                 return
 
     def _take_into(self, backlog: list[tuple[str, bytes, bytes]]) -> bool:
@@ -207,6 +212,7 @@ class RecordWriter:
         with self._lock:
             if self._spell is None:
                 self._spell = _Spell(time.time_ns())
+            if self.health.state != "failing":
                 self.health.failures += 1
             self.health.state, self.health.error = "failing", str(exc)
         self._errors.warning(

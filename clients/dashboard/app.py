@@ -18,6 +18,7 @@ from lptem.clients.wire.endpoints import (
     add_preview_argument,
     add_publish_argument,
     keys_from,
+    preview_from,
 )
 
 log = logging.getLogger("lptem.dashboard")
@@ -84,7 +85,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
             args.refresh_hz,
             args.trail_frames,
             keys=keys_from(args),
-            preview=None if args.preview == "none" else args.preview,
+            preview=preview_from(args),
         )
     except zmq.ZMQError as exc:
         log.error("cannot connect to %s / %s: %s", args.publish, args.control, exc)

@@ -35,11 +35,20 @@ def add_preview_argument(parser: argparse._ActionsContainer) -> None:
     """``--preview ENDPOINT``: the daemon's preview socket (PUB: downsampled frames and masks)."""
     parser.add_argument(
         "--preview",
-        default=DEFAULT_PREVIEW,
         type=lambda text: text if text == "none" else check_endpoint(text),
         metavar="ENDPOINT",
-        help="the daemon's previews: frames and masks; 'none' = without them (default %(default)s)",
+        help="the daemon's previews: frames and masks; 'none' = without them (default: the --publish host, "
+        f"port + 2, as the daemon's defaults: {DEFAULT_PREVIEW})",
     )
+
+
+def preview_from(args: argparse.Namespace) -> str | None:
+    """``--preview``, or next to ``--publish`` (same host, port + 2) when not given; None for 'none' or
+    a --publish that is not tcp:// with a port number."""
+    if args.preview is not None:
+        return None if args.preview == "none" else str(args.preview)
+    host, _, port = str(args.publish).rpartition(":")
+    return f"{host}:{int(port) + 2}" if host.startswith("tcp://") and port.isdigit() else None
 
 
 def add_control_argument(parser: argparse._ActionsContainer, purpose: str = "") -> None:

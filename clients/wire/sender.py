@@ -45,11 +45,15 @@ class FrameSender:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         keys: ClientKeys | None = None,
     ) -> None:
+        if keys is not None and mode == "pub":
+            raise ValueError(
+                "CURVE keys are for a sender that connects to a daemon (mode='push'), not a PUB it binds"
+            )
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._keys = keys
         self._socket = self._context.socket(zmq.PUSH if mode == "push" else zmq.PUB)
-        if keys is not None and mode == "push":
+        if keys is not None:
             keys.apply(self._socket)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, 2000)  # give queued frames 2 s to leave on close

@@ -158,3 +158,9 @@ def test_serve_refuses_a_network_bind_without_keys_and_says_how():
     assert result.returncode == 2
     assert "--keys" in result.stderr
     assert "--insecure" in result.stderr
+
+
+def test_sim_refuses_a_network_microscope_without_keys():
+    result = lptem("sim", "--microscope", "tcp://0.0.0.0:*", "--frames", "1", "--wait", "1")
+    assert result.returncode == 2
+    assert "--microscope-keys" in result.stderr

@@ -203,7 +203,7 @@ def test_client_keys_need_both_halves_and_a_secret(keys, monkeypatch):
 
 
 def test_the_key_folder_refuses_bad_names_duplicates_and_unknown_revocations(keys, tmp_path):
-    for name in ("", "../x", "server", "a b", "-x"):
+    for name in ("", "../x", "server", "a b", "-x", "x\n"):
         with pytest.raises(KeyFileError):
             keys.add(name, "viewer")
     with pytest.raises(KeyFileError, match="already authorised"):
@@ -215,3 +215,18 @@ def test_the_key_folder_refuses_bad_names_duplicates_and_unknown_revocations(key
     (keys.authorized / "viewer" / "junk.key").write_text("not a key")
     assert [k.name for k in keys.authorised()] == ["cam", "alice", "olga"]
     assert any("junk.key" in p for p in keys.problems())
+
+
+def test_the_key_folder_keeps_its_secrets_to_its_owner(keys):
+    assert keys.path.stat().st_mode & 0o777 == 0o700
+    for secret in (keys.path / "server.key_secret", *keys.path.glob("clients/*.key_secret")):
+        assert secret.stat().st_mode & 0o777 == 0o600
+    assert (keys.path / "server.key").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_public_key_is_authorised_once_and_never_a_secret(keys, tmp_path):
+    with pytest.raises(KeyFileError, match="holds a secret"):
+        keys.add("eve", "operator", public_key_file=keys.path / "clients" / "alice.key_secret")
+    with pytest.raises(KeyFileError, match="already authorised as 'alice'"):
+        keys.add("alice2", "operator", public_key_file=keys.path / "clients" / "alice.key")
+    assert not list(keys.authorized.glob("*/eve.key")) + list(keys.authorized.glob("*/alice2.key"))

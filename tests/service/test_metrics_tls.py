@@ -4,6 +4,7 @@ over plain HTTP, does not."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -12,8 +13,8 @@ from dataclasses import replace
 import pytest
 import trustme
 
-from lptem.service.daemon import DaemonConfig, InsecureBindError, MetricsTls, check_exposure
-from tests.conftest import free_port
+from lptem.service.daemon import Daemon, DaemonConfig, InsecureBindError, MetricsTls, check_exposure
+from tests.conftest import ANY_PORT, free_port
 
 
 @pytest.fixture
@@ -54,3 +55,25 @@ def test_remote_metrics_are_allowed_only_with_client_certificates(pki):
     for unauthenticated in (remote, replace(remote, metrics_tls=MetricsTls(pki["cert"], pki["key"]))):
         with pytest.raises(InsecureBindError, match="metrics"):
             check_exposure(unauthenticated)
+
+
+def test_a_silent_client_does_not_stop_the_scrapes_or_the_shutdown(make_daemon, pki):
+    port = free_port()
+    daemon = make_daemon(metrics_port=port, metrics_tls=MetricsTls(pki["cert"], pki["key"], pki["ca"]))
+    trusted = ssl.create_default_context(cafile=str(pki["ca"]))
+    trusted.load_cert_chain(str(pki["client"]))
+    with socket.create_connection(("127.0.0.1", port)):  # connects, never starts the handshake
+        assert "lptem_frames_received_total" in scrape(f"https://127.0.0.1:{port}/metrics", trusted)
+        daemon.stop()  # returns: the silent connection holds only its own thread
+
+
+def test_a_taken_metrics_port_fails_the_start_and_leaves_no_record(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = DaemonConfig(
+            ingest=ANY_PORT, publish=ANY_PORT, preview=ANY_PORT, control=ANY_PORT, metrics_port=port,
+            record=tmp_path / "rec",
+        )  # fmt: skip
+        with pytest.raises(OSError, match="in use"):
+            Daemon(config)
+    assert not (tmp_path / "rec").exists()

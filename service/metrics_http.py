@@ -1,0 +1,77 @@
+"""The Prometheus endpoint: prometheus-client's WSGI app on a threading HTTP(S) server.
+
+prometheus-client's own ``start_http_server`` wraps the listening socket in TLS, so the handshake runs
+inside ``accept()`` on the one serving thread: a client that connects and says nothing stops every scrape,
+and the daemon's shutdown waits for it. Here each connection's handshake and request run in that
+connection's own thread, with a time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+log = logging.getLogger(__name__)
+
+CONNECTION_TIMEOUT_S = 10.0
+"""A scraper has this long for the TLS handshake and for each read of its request."""
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = CONNECTION_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged (one line per scrape would flood the log)."""
+
+
+class _Server(ThreadingWSGIServer):
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's thread: the TLS handshake (bounded), then the request."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(CONNECTION_TIMEOUT_S)
+        try:
+            secure = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:  # no client certificate, plain HTTP, a silent client
+            log.debug("metrics: refused a connection from %s: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            secure.close()
+
+
+def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
+    """HTTPS with ``cert``/``key``; with ``client_ca``, only clients with a certificate it signed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def start_metrics_server(
+    port: int, addr: str, registry: CollectorRegistry, tls: ssl.SSLContext | None = None
+) -> ThreadingWSGIServer:
+    """Serve ``registry`` on ``addr:port`` (HTTPS with ``tls``) from a background thread; stop it with
+    ``shutdown()`` and ``server_close()``."""
+    family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
+    server_class = type("_MetricsServer", (_Server,), {"address_family": family, "tls": tls})
+    server: ThreadingWSGIServer = make_server(
+        addr, port, make_wsgi_app(registry), server_class=server_class, handler_class=_Handler
+    )
+    threading.Thread(target=server.serve_forever, name="lptem-metrics", daemon=True).start()
+    return server
