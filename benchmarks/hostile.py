@@ -80,6 +80,14 @@ def hostile(control_endpoint: str) -> list[str]:
     return outcomes
 
 
+def prompt(control_endpoint: str, blobs: BlobMovie) -> None:
+    """One box prompt per blob, from its position in frame 0."""
+    with ControlClient(control_endpoint) as control:
+        for blob in range(blobs.config.n_blobs):
+            b = blobs.box(0, blob)
+            control.add_object(box=[b.x0, b.y0, b.x1, b.y1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,17 +101,11 @@ def main() -> int:
     with DaemonProcess("--engine", "classical", "-E", "particle_radius_px=8", "--policy", "queue") as daemon:
         movie = Path(daemon.ready_file).with_name("movie.npy")
         np.save(movie, np.stack([frame for _, frame in blobs.frames()]))
-        with ControlClient(daemon.control) as control:
-            for blob in range(4):
-                b = blobs.box(0, blob)
-                control.add_object(box=[b.x0, b.y0, b.x1, b.y1])
+        prompt(daemon.control, blobs)
         before = stage(daemon, movie, args.fps, args.seconds)
         rss_before = rss_mib(daemon.pid)
         outcomes = hostile(daemon.control)
-        with ControlClient(daemon.control) as control:
-            for blob in range(4):
-                b = blobs.box(0, blob)
-                control.add_object(box=[b.x0, b.y0, b.x1, b.y1])
+        prompt(daemon.control, blobs)
         after = stage(daemon, movie, args.fps, args.seconds)
         rss_after = rss_mib(daemon.pid)
     print("\n".join(outcomes))

@@ -3,6 +3,7 @@ bad requests are refused, counted, and change nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -34,10 +35,9 @@ def still_particle(dtype: str = "uint8") -> Simulator:
     return Simulator(config, seed=1)
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[Simulator, SimMicroscopeServer, SimMicroscope]]:
-    simulator = still_particle("float32")
-    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*")
+@contextlib.contextmanager
+def serving(server: SimMicroscopeServer) -> Iterator[None]:
+    """``server`` answering requests from a thread; closed at the end."""
     stop = threading.Event()
 
     def serve() -> None:
@@ -46,11 +46,20 @@ def served() -> Iterator[tuple[Simulator, SimMicroscopeServer, SimMicroscope]]:
 
     thread = threading.Thread(target=serve)
     thread.start()
-    with SimMicroscope(server.endpoint, timeout_s=5.0) as microscope:
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Simulator, SimMicroscopeServer, SimMicroscope]]:
+    simulator = still_particle("float32")
+    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*")
+    with serving(server), SimMicroscope(server.endpoint, timeout_s=5.0) as microscope:
         yield simulator, server, microscope
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def test_stage_moves_shift_the_field_of_view(
@@ -118,19 +127,11 @@ def test_with_keys_only_an_operator_may_move_the_stage(tmp_path) -> None:
     folder.add("alice", "viewer")
     simulator = still_particle("float32")
     server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*", keys=folder.path)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            server.serve(0.05)
-
-    thread = threading.Thread(target=serve)
-    thread.start()
 
     def keys(name: str) -> ClientKeys:
         return ClientKeys.load(folder.path / "clients" / f"{name}.key_secret", folder.path / "server.key")
 
-    try:
+    with serving(server):
         with SimMicroscope(server.endpoint, timeout_s=5.0, keys=keys("olga")) as operator:
             assert operator.move_by(10.0, 0.0).effective_frame == 0
         for client in (keys("alice"), None):  # a viewer's key, or no CURVE: never let in
@@ -140,7 +141,3 @@ def test_with_keys_only_an_operator_may_move_the_stage(tmp_path) -> None:
             ):
                 refused.move_by(10.0, 0.0)
         assert server.applied == 1
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
