@@ -26,6 +26,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_keys",
         "make and manage CURVE keys: the daemon's pair, clients authorised by role, revocation",
     ),
+    "config": (
+        "lptem.service.config_cli",
+        "add_config_arguments",
+        "run_config",
+        "show the settings lptem serve would run with (file, LPTEM_* variables, flags), or check a file",
+    ),
     "replay": (
         "lptem.clients.camera.replay",
         "add_replay_arguments",
@@ -67,6 +73,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "add_dashboard_arguments",
         "run_dashboard",
         "live view of a daemon: frames with masks and trails, prompts by mouse, MSD, rates, latency",
+    ),
+    "health": (
+        "lptem.clients.ops.health",
+        "add_health_arguments",
+        "run_health",
+        "is the daemon ready (or live)? exit 0 or 1, for probes and scripts",
     ),
     "bench": (
         "lptem.clients.ops.bench_latency",
@@ -171,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in SUBCOMMANDS), None)
     args = build_parser(command).parse_args(argv)
+    args.command_argv = argv[argv.index(command) + 1 :] if command is not None else []
     _configure_logging(args.verbose, args.quiet)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

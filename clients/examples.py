@@ -17,6 +17,16 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "lptem serve --keys keys/ --ingest tcp://*:5555 --publish tcp://*:5556 --control tcp://*:5557",
             "on the network, CURVE-authenticated by role (docs/security.md)",
         ),
+        ("lptem serve --config /etc/lptem/lptem.toml", "settings from a file (lptem config show)"),
+    ),
+    "config": (
+        ("lptem config show --config /etc/lptem/lptem.toml", "each setting serve would use, and its source"),
+        ("lptem config show --metrics-port 9105", "with a flag; the TOML it prints starts a config file"),
+        ("lptem config check /etc/lptem/lptem.toml", "check a file and LPTEM_* variables, start nothing"),
+    ),
+    "health": (
+        ("lptem health", "is the local daemon (metrics on port 9105) ready? exit 0 or 1"),
+        ("lptem health --live --url http://10.0.0.5:9105", "only alive (threads run, engine not stuck)"),
     ),
     "keys": (
         ("lptem keys init keys/", "the daemon's key pair in keys/ (then: lptem serve --keys keys/)"),

@@ -70,6 +70,19 @@ def create_tracker(name: str, options: Mapping[str, str] | None = None) -> Track
     return tracker
 
 
+def check_options(name: str, options: Mapping[str, str]) -> None:
+    """Raise EngineOptionError when ``options`` are not valid for engine ``name`` (builds no tracker,
+    loads no model)."""
+    spec = ENGINES.get(name)
+    if spec is None:
+        raise EngineOptionError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
+    if spec.config is None:
+        if options:
+            raise EngineOptionError(f"engine {name!r} takes no options, got {sorted(options)}")
+        return
+    parse_config(getattr(importlib.import_module(spec.module), spec.config), options)
+
+
 def engine_options(name: str) -> dict[str, tuple[str, Any]]:
     """Option name -> (type, default) of an engine's configuration, for help texts."""
     spec = ENGINES[name]

@@ -6,15 +6,19 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import zmq
 
 from lptem.engine.registry import ENGINES, EngineOptionError, engine_options
+from lptem.service.config_file import CONFIG_ENV, ENV_PREFIX, ConfigError, Resolved, resolve
 from lptem.service.daemon import Daemon, DaemonConfig, InsecureBindError, MetricsTls
+from lptem.service.logutil import use_json_logs
 from lptem.service.mailbox import Policy
 from lptem.service.protocol.curve import KeyFileError
 from lptem.service.protocol.endpoints import (
@@ -25,11 +29,27 @@ from lptem.service.protocol.endpoints import (
     check_endpoint,
 )
 from lptem.service.statistics import MsdSettings, MsdSettingsError
+from lptem.service.systemd import Notifier
 
 log = logging.getLogger("lptem.serve")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    setup = parser.add_argument_group("configuration (docs/deploy.md)")
+    setup.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"read settings from this TOML file: every flag is a key (--metrics-port -> metrics_port, -E "
+        f"options in an [engine_options] table); {ENV_PREFIX}<KEY> variables override the file, flags "
+        f"override both (default ${CONFIG_ENV}; see lptem config show)",
+    )
+    setup.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line for log collectors (default %(default)s)",
+    )
     net = parser.add_argument_group("sockets (ZeroMQ endpoints; defaults bind to 127.0.0.1 only)")
     ingest = net.add_mutually_exclusive_group()
     ingest.add_argument(
@@ -92,6 +112,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PEM",
         help="require scrapers' client certificates signed by this CA (then --metrics-addr may be remote)",
+    )
+    net.add_argument(
+        "--ready-max-silence",
+        type=float,
+        metavar="S",
+        help="/readyz (and lptem_ready) fail when no frame arrived for S seconds (default: frames not "
+        "required)",
     )
     net.add_argument(
         "--ready-file",
@@ -187,7 +214,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--record",
         type=Path,
         metavar="DIR",
-        help="write every result to DIR (crash-safe), exports on clean shutdown",
+        help="write every result to DIR (crash-safe), exports on clean shutdown; {start} in DIR becomes "
+        "the start time (UTC, e.g. records/{start} -> records/20261205T093000Z): a new folder per start",
     )
     flow.add_argument(
         "--preview-hz",
@@ -264,6 +292,8 @@ def engine_options_from(args: argparse.Namespace) -> dict[str, str]:
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     if not 0 <= args.preview_hz <= 10:
         raise EngineOptionError("--preview-hz must be between 0 and 10")
+    if args.ready_max_silence is not None and not args.ready_max_silence > 0:
+        raise EngineOptionError("--ready-max-silence must be a positive number of seconds")
     return DaemonConfig(
         ingest=args.ingest_connect or args.ingest,
         ingest_connect=args.ingest_connect is not None,
@@ -278,11 +308,12 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         auto_detect=args.auto_detect,
         policy=Policy(args.policy),
         queue_capacity=args.queue_capacity,
-        record=args.record,
+        record=record_folder(args.record),
         pixel_size_nm=args.pixel_size_nm,
         preview_hz=args.preview_hz,
         keys=args.keys,
         insecure=args.insecure,
+        ready_max_silence_s=args.ready_max_silence,
         msd=MsdSettings(
             window=args.msd_window,
             max_lag=args.msd_lags,
@@ -291,6 +322,18 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
             fit_lags=args.msd_fit_lags,
         ),
     )
+
+
+def record_folder(template: Path | None, now: datetime | None = None) -> Path | None:
+    """``template`` with ``{start}`` replaced by the start time (UTC, basic ISO 8601)."""
+    if template is None:
+        return None
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    text = str(template)
+    try:
+        return Path(text.format(start=stamp)) if "{" in text else template
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ServeOptionError(f"--record {text}: only {{start}} may be filled in ({exc})") from exc
 
 
 class ServeOptionError(ValueError):
@@ -311,14 +354,50 @@ def metrics_tls_from(args: argparse.Namespace) -> MetricsTls | None:
     return MetricsTls(cert, key, client_ca)
 
 
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lptem serve")
+    add_serve_arguments(parser)
+    return parser
+
+
+def resolve_serve(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> Resolved:
+    """``lptem serve ARGV``'s settings: defaults < --config file < LPTEM_* variables < flags."""
+    return resolve(serve_parser, argv, environ)
+
+
+def with_sources(message: str, resolved: Resolved | None) -> str:
+    """``message`` plus where the settings it names (``--flag``, key or engine option) came from, when a
+    file or variable set them."""
+    if resolved is None:
+        return message
+    notes = []
+    for key, source in resolved.sources.items():
+        name = key.rpartition(".")[2]  # engine_options.NAME: messages name the option
+        if source.kind in ("file", "env") and re.search(
+            rf"(?<![\w-])(--{name.replace('_', '-')}|{name})(?![\w-])", message
+        ):
+            notes.append(f"{key} from {source}")
+    return message + (f" [{'; '.join(notes)}]" if notes else "")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     if args.list_engines:
         print_engines()
         return 0
+    resolved = None
+    if (argv := getattr(args, "command_argv", None)) is not None:  # lptem serve (not a built namespace)
+        try:
+            resolved = resolve_serve(argv, os.environ)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
+        args = resolved.namespace
+    if args.log_format == "json":
+        use_json_logs()
     try:
         daemon = Daemon(config_from_args(args))
     except (EngineOptionError, MsdSettingsError, InsecureBindError, KeyFileError, ServeOptionError) as exc:
-        log.error("%s", exc)
+        log.error("%s", with_sources(str(exc), resolved))
         return 2
     except (zmq.ZMQError, OSError) as exc:
         log.error("cannot start the daemon: %s", exc)
@@ -343,10 +422,14 @@ def run_serve(args: argparse.Namespace) -> int:
         return 1
     if args.ready_file is not None:
         _write_atomically(args.ready_file, json.dumps({"pid": os.getpid(), **daemon.endpoints}))
+    systemd = Notifier()
+    systemd.send(ready=1, status=f"tracking with {daemon.config.engine}; frames on {daemon.ingest.endpoint}")
+    systemd.watch(lambda: daemon.health.live().ok, stop)
     try:
         while not stop.wait(0.5):
             pass
     finally:
+        systemd.send(stopping=1)
         daemon.stop()
     return 0
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, Info, PlatformCollector, ProcessCollector
 
 from lptem.engine.registry import create_tracker
 from lptem.service.auth import Gatekeeper
 from lptem.service.control import ControlServer
 from lptem.service.engine_loop import EngineLoop
 from lptem.service.exports import export_record
+from lptem.service.health import Health
 from lptem.service.ingest import Ingest
 from lptem.service.keys import KeyFolder
 from lptem.service.mailbox import Mailbox, Policy
@@ -77,6 +78,8 @@ class DaemonConfig:
     """Key folder (lptem.service.keys): CURVE on every socket, clients checked by role. None: no CURVE."""
     insecure: bool = False
     """Allow sockets or metrics reachable from the network without CURVE (logged, and said in status)."""
+    ready_max_silence_s: float | None = None
+    """``/readyz`` fails when no frame arrived for this long (None: frames are not required)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,17 @@ class Daemon:
                 on_marker=self._on_marker,
                 gatekeeper=self.gatekeeper,
             )
+            self.health = Health(
+                {
+                    "ingest": lambda: self.ingest.alive,
+                    "engine": lambda: self.engine.alive,
+                    "publisher": lambda: self.publisher.alive,
+                    "control": lambda: self.control.alive,
+                },
+                self.stats,
+                lambda: self.mailbox.depth,
+                max_silence_s=config.ready_max_silence_s,
+            )
             if config.metrics_port:
                 self._metrics_server = self._serve_metrics()
             if config.record is not None:  # only once everything is bound: a failed start leaves no record
@@ -212,13 +226,42 @@ class Daemon:
         }
 
     def _serve_metrics(self) -> Any:
-        registry = CollectorRegistry()
-        registry.register(
-            DaemonCollector(self.stats, lambda: self.mailbox.depth, self._n_objects, self._record_health)
-        )
         tls = self.config.metrics_tls
         context = tls_context(tls.cert, tls.key, tls.client_ca) if tls is not None else None
-        return start_metrics_server(self.config.metrics_port, self.config.metrics_addr, registry, context)
+        return start_metrics_server(
+            self.config.metrics_port, self.config.metrics_addr, self._registry(), context, self.health
+        )
+
+    def _registry(self) -> CollectorRegistry:
+        """The daemon's counters, its build, and the process (CPU, memory, open files, GC)."""
+        registry = CollectorRegistry()
+        registry.register(
+            DaemonCollector(
+                self.stats,
+                lambda: self.mailbox.depth,
+                self._n_objects,
+                self._record_health,
+                ready=lambda: self.health.ready().ok,
+                frame_age_s=self.health.frame_age_s,
+            )
+        )
+        Info("lptem_build", "The daemon's version and what it runs", registry=registry).info(self.build_info)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        return registry
+
+    @property
+    def build_info(self) -> dict[str, str]:
+        """Version, engine, backend and model (labels of lptem_build_info)."""
+        options = self.config.engine_options
+        sam2 = self.config.engine == "sam2"
+        return {
+            "version": versions().get("lptem-live", "unknown"),
+            "engine": self.config.engine,
+            "backend": options.get("backend", "torch") if sam2 else "cpu",
+            "model": options.get("model", "") if sam2 else "",
+        }
 
     def _close_metrics(self) -> None:
         if self._metrics_server is not None:
@@ -231,6 +274,7 @@ class Daemon:
         self.engine.start()
         self.control.start()
         self.ingest.start()
+        self.health.started()
         log.info("lptem daemon up: %s", self.endpoints)
         if self.config.insecure and exposure(self.config):
             log.warning("%s", self.security_warning)

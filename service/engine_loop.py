@@ -80,6 +80,11 @@ class EngineLoop:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (after start(), until stopped)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Finish the frame in flight, then return."""
         self._stop.set()

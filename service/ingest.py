@@ -128,6 +128,11 @@ class Ingest:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (after start(), until stopped)."""
+        return self._thread.is_alive()
+
     def request_stop(self) -> None:
         self._stop.set()
 

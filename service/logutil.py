@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from datetime import UTC, datetime
 
 _LOG_EVERY_S = 5.0
 
@@ -27,3 +29,25 @@ class RateLimitedLog:
             self._last, self._suppressed = now, 0
         else:
             self._suppressed += 1
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message (and the traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def use_json_logs() -> None:
+    """Every handler of the root logger writes JSON lines from now on."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonLines())

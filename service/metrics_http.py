@@ -1,4 +1,5 @@
-"""The Prometheus endpoint: prometheus-client's WSGI app on a threading HTTP(S) server.
+"""The operators' HTTP endpoint: ``/metrics`` (prometheus-client's WSGI app), ``/healthz`` and ``/readyz``
+(lptem.service.health; 200 or 503 with a JSON body) on one threading HTTP(S) server.
 
 prometheus-client's own ``start_http_server`` wraps the listening socket in TLS, so the handshake runs
 inside ``accept()`` on the one serving thread: a client that connects and says nothing stops every scrape,
@@ -8,16 +9,20 @@ connection's own thread, with a time limit.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from lptem.service.health import Health, HealthReport
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +68,41 @@ def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext
     return context
 
 
+def operators_app(registry: CollectorRegistry, health: Health | None) -> Callable[..., Iterable[bytes]]:
+    """WSGI: ``/healthz`` and ``/readyz`` from ``health`` (when given), every other path the metrics."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if health is None or path not in ("/healthz", "/readyz"):
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        report = health.live() if path == "/healthz" else health.ready()
+        body = _report_body(report)
+        status = "200 OK" if report.ok else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def _report_body(report: HealthReport) -> bytes:
+    text = {"ok": report.ok, "problems": report.problems, "checks": report.checks}
+    return (json.dumps(text) + "\n").encode()
+
+
 def start_metrics_server(
-    port: int, addr: str, registry: CollectorRegistry, tls: ssl.SSLContext | None = None
+    port: int,
+    addr: str,
+    registry: CollectorRegistry,
+    tls: ssl.SSLContext | None = None,
+    health: Health | None = None,
 ) -> ThreadingWSGIServer:
-    """Serve ``registry`` on ``addr:port`` (HTTPS with ``tls``) from a background thread; stop it with
-    ``shutdown()`` and ``server_close()``."""
+    """Serve ``registry`` (and ``health``) on ``addr:port`` (HTTPS with ``tls``) from a background thread;
+    stop it with ``shutdown()`` and ``server_close()``."""
     family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
     server_class = type("_MetricsServer", (_Server,), {"address_family": family, "tls": tls})
     server: ThreadingWSGIServer = make_server(
-        addr, port, make_wsgi_app(registry), server_class=server_class, handler_class=_Handler
+        addr, port, operators_app(registry, health), server_class=server_class, handler_class=_Handler
     )
     threading.Thread(target=server.serve_forever, name="lptem-metrics", daemon=True).start()
     return server

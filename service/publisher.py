@@ -119,6 +119,11 @@ class Publisher:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (after start(), until stopped)."""
+        return self._thread.is_alive()
+
     def record_to(self, recorder: RecordWriter) -> None:
         """Also write recorded topics and events to ``recorder`` (before :meth:`start`)."""
         self._recorder = recorder

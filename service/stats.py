@@ -58,6 +58,10 @@ class Stats:
         self.auth_failures: Counter[str] = Counter(dict.fromkeys(("ingest", "publish", "control"), 0))
         """Connections and messages refused by CURVE authentication, by socket."""
         self.last_frame: int | None = None
+        self.last_received_s: float | None = None
+        """When the last frame passed validation (time.monotonic(), s)."""
+        self.last_processed_s: float | None = None
+        """When the engine last finished a frame (time.monotonic(), s)."""
         self.last_frame_t_ns: int | None = None
         self._bucket_counts = np.zeros(len(LATENCY_BUCKETS_S) + 1, dtype=np.int64)
         self._latency_sum = 0.0
@@ -68,7 +72,8 @@ class Stats:
     def frame_received(self) -> None:
         with self._lock:
             self.received += 1
-            self._in.add(time.monotonic())
+            self.last_received_s = time.monotonic()
+            self._in.add(self.last_received_s)
 
     def frames_dropped(self, n: int) -> None:
         with self._lock:
@@ -106,7 +111,8 @@ class Stats:
             self._bucket_counts[np.searchsorted(LATENCY_BUCKETS_S, latency_s)] += 1
             self._latency_sum += latency_s
             self._recent.append(latency_s)
-            self._out.add(time.monotonic())
+            self.last_processed_s = time.monotonic()
+            self._out.add(self.last_processed_s)
 
     def rates(self) -> tuple[float, float]:
         """(frames/s received, frames/s processed) over the last second."""
@@ -141,11 +147,16 @@ class DaemonCollector(Collector):
         queue_depth: Callable[[], int],
         objects: Callable[[], int],
         record: Callable[[], dict[str, Any] | None] = lambda: None,
+        *,
+        ready: Callable[[], bool] = lambda: True,
+        frame_age_s: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._stats = stats
         self._queue_depth = queue_depth
         self._objects = objects
         self._record = record
+        self._ready = ready
+        self._frame_age_s = frame_age_s
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats
@@ -187,6 +198,13 @@ class DaemonCollector(Collector):
         yield GaugeMetricFamily("lptem_queue_depth", "Frames waiting for the engine", self._queue_depth())
         yield from _record_metrics(self._record())
         yield GaugeMetricFamily("lptem_objects_tracked", "Objects the engine tracks", self._objects())
+        yield GaugeMetricFamily("lptem_ready", "1 when /readyz answers 200, else 0", self._ready())
+        age = self._frame_age_s()
+        yield GaugeMetricFamily(
+            "lptem_frame_age_seconds",
+            "Seconds since the last valid frame arrived (daemon clock; NaN before the first)",
+            age if age is not None else float("nan"),
+        )
         last = s.last_frame_t_ns
         yield GaugeMetricFamily(
             "lptem_last_frame_timestamp_seconds",

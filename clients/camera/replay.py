@@ -93,6 +93,13 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop", type=int, help="stop before this frame index (default: the end)")
     parser.add_argument("--loop", type=int, default=1, metavar="N", help="replay N times (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        metavar="S",
+        help="after sending, wait up to S seconds until the daemon has dealt with every frame it received "
+        "(processed, dropped or failed; exit 1 if not): for batch jobs that stop the daemon next",
+    )
 
 
 def _warn_if_lossy(control: str, fps: float | None, keys: ClientKeys | None) -> None:
@@ -158,4 +165,27 @@ def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
         f"sent {summary.frames_sent} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} fps)"
         + (f", {summary.late_frames} late" if args.fps else "")
     )
+    if args.drain is not None:
+        return _drain(args.control, keys, args.drain)
     return 0
+
+
+def _drain(control: str, keys: ClientKeys | None, timeout_s: float) -> int:
+    """Wait until the daemon's queue is empty and each frame it received is accounted for."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        with ControlClient(control, timeout_s=min(5.0, timeout_s), keys=keys) as client:
+            while True:
+                s = client.status()
+                done = s.frames_processed + s.frames_dropped + int(s.extra.get("engine_errors", 0))
+                if s.queue_depth == 0 and done >= s.frames_received:
+                    print(f"drained: {s.frames_processed} processed, {s.frames_dropped} dropped")
+                    return 0
+                if time.monotonic() > deadline:
+                    log.error("%d of %d frames still unprocessed after %g s", s.frames_received - done,
+                              s.frames_received, timeout_s)  # fmt: skip
+                    return 1
+                time.sleep(0.2)
+    except (TimeoutError, OSError, ControlError) as exc:
+        log.error("--drain: cannot read the daemon's status at %s: %s", control, exc)
+        return 1

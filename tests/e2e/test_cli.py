@@ -26,7 +26,8 @@ def lptem(*args, timeout=60):
 def test_help_lists_every_command_and_each_has_help():
     top = lptem("--help")
     assert top.returncode == 0
-    commands = ("serve", "replay", "record", "prompt", "status", "msd", "control", "bench", "dashboard",
+    commands = ("serve", "config", "health", "replay", "record", "prompt", "status", "msd", "control",
+                "bench", "dashboard",
                 "sim", "analyze", "export", "demo")  # fmt: skip
     for command in commands:
         assert command in top.stdout
