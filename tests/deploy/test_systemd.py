@@ -12,18 +12,22 @@ from tests.deploy.conftest import DEPLOY, run, tool
 
 pytestmark = pytest.mark.deploy
 UNIT = DEPLOY / "systemd" / "lptem.service"
+TEMPLATE = DEPLOY / "systemd" / "lptem@.service"
 LPTEM = Path(sys.executable).with_name("lptem")
 
 
-def installed_unit(tmp_path: Path) -> Path:
+def installed_unit(tmp_path: Path, unit: Path = UNIT, name: str = "lptem.service") -> Path:
     """The unit as installed here: ExecStart names this environment's lptem, not /opt/lptem's."""
-    unit = tmp_path / "lptem.service"
-    unit.write_text(UNIT.read_text().replace("/opt/lptem/bin/lptem", str(LPTEM)))
-    return unit
+    installed = tmp_path / unit.name
+    installed.write_text(unit.read_text().replace("/opt/lptem/bin/lptem", str(LPTEM)))
+    if name != unit.name:  # an instance of a template: a link named after it
+        (tmp_path / name).symlink_to(installed)
+    return tmp_path / name
 
 
-def test_systemd_analyze_verifies_the_unit_without_warnings(tmp_path: Path) -> None:
-    verified = run(tool("systemd-analyze"), "verify", installed_unit(tmp_path))
+@pytest.mark.parametrize(("unit", "name"), [(UNIT, "lptem.service"), (TEMPLATE, "lptem@tem-1.service")])
+def test_systemd_analyze_verifies_the_unit_without_warnings(tmp_path: Path, unit: Path, name: str) -> None:
+    verified = run(tool("systemd-analyze"), "verify", installed_unit(tmp_path, unit, name))
     assert verified.returncode == 0, verified.stderr
     assert verified.stderr == "", verified.stderr  # unknown or misspelt settings are warnings only
 
@@ -42,8 +46,9 @@ def test_the_hardening_rates_ok(tmp_path: Path) -> None:
     assert "Overall exposure level for lptem.service: 1." in rated.stdout
 
 
-def test_the_unit_is_a_notify_service_with_a_watchdog_and_its_config_is_valid() -> None:
-    text = UNIT.read_text()
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE])
+def test_the_unit_is_a_notify_service_with_a_watchdog_and_its_config_is_valid(unit: Path) -> None:
+    text = unit.read_text().replace("/%i", "")
     for setting in ("Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict",
                     "ReadWritePaths=/var/lib/lptem", "User=lptem", "Restart=on-failure"):  # fmt: skip
         assert setting in text, setting
