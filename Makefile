@@ -87,7 +87,7 @@ $(DEPLOY_TOOLS): $(STAMP_TEST)
 	touch $(DEPLOY_TOOLS)
 
 test-deploy: $(DEPLOY_TOOLS)
-	LPTEM_DEPLOY_TOOLS_REQUIRED=1 $(PY) -m pytest -m deploy -q -rs tests/deploy
+	DEPLOY_TOOLS_REQUIRED=1 $(PY) -m pytest -m deploy -q -rs tests/deploy
 
 # The TensorRT tests skip without CUDA; on a GPU machine (where pip's torch is a CUDA build) they run.
 test-gpu: $(STAMP_TEST)

@@ -1,6 +1,6 @@
 """Tools for the deploy tests: each is found on PATH or next to the interpreter (pip-installed), or the
 test skips saying which is missing; `make test-deploy` installs them all and sets
-LPTEM_DEPLOY_TOOLS_REQUIRED=1, so that there a missing tool fails instead."""
+DEPLOY_TOOLS_REQUIRED=1, so that there a missing tool fails instead."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
         message = f"{name} is not installed (make test-deploy installs it)"
-        if os.environ.get("LPTEM_DEPLOY_TOOLS_REQUIRED") == "1":
+        if os.environ.get("DEPLOY_TOOLS_REQUIRED") == "1":
             pytest.fail(message)
         pytest.skip(message)
     return found

@@ -91,7 +91,8 @@ def test_the_image_runs_as_its_own_user_with_a_healthcheck_and_no_keys_inside(im
     inspected: Any = json.loads(run(tool("podman"), "image", "inspect", image).stdout)[0]
     config = inspected["Config"]
     assert config["User"] == f"{UID}:{UID}"
-    assert config["Healthcheck"]["Test"][:3] == ["CMD", "lptem", "health"]
+    healthcheck = inspected.get("Healthcheck") or config.get("Healthcheck")  # where podman puts it varies
+    assert healthcheck["Test"][:3] == ["CMD", "lptem", "health"]
     assert config["Entrypoint"] == ["lptem"]
     root = Path(run(tool("podman"), "image", "mount", image).stdout.strip())
     try:
@@ -150,7 +151,10 @@ def _chroot(image: str, name: str, key_folder: Path, env: dict[str, str]) -> Ite
     podman = tool("podman")
     container = run(podman, "create", "--name", name, image).stdout.strip()
     root = Path(run(podman, "mount", container).stdout.strip())
-    shutil.copytree(key_folder, root / "etc/lptem/keys", dirs_exist_ok=True)
+    inside = root / "etc" / "lptem" / "keys"
+    shutil.copytree(key_folder, inside, dirs_exist_ok=True)
+    for path in [inside, *inside.rglob("*")]:  # copies belong to root: give them to the image's user
+        shutil.chown(path, UID, UID)
     for sub in ("proc", "dev"):
         subprocess.run(["mount", "--bind", f"/{sub}", str(root / sub)], check=True)
     command = [
@@ -162,19 +166,21 @@ def _chroot(image: str, name: str, key_folder: Path, env: dict[str, str]) -> Ite
         "--config",
         "/etc/lptem/lptem.toml",
     ]
-    daemon = subprocess.Popen(
-        command,
-        env={"PATH": "/opt/lptem/bin:/usr/sbin:/usr/bin:/bin", "HOME": "/var/lib/lptem", **env},
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = root / "tmp" / "lptem-serve.log"
+    with log.open("wb") as output:
+        daemon = subprocess.Popen(
+            command,
+            env={"PATH": "/opt/lptem/bin:/usr/sbin:/usr/bin:/bin", "HOME": "/var/lib/lptem", **env},
+            cwd="/",
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield
-        assert daemon.poll() is None  # still running when the test is done with it
+        assert daemon.poll() is None, log.read_text()  # still running when the test is done with it
     finally:
         daemon.terminate()
-        assert daemon.wait(60) == 0
+        assert daemon.wait(60) == 0, log.read_text()
         for sub in ("proc", "dev"):
             subprocess.run(["umount", str(root / sub)], check=False)
         run(podman, "umount", container)
