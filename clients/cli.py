@@ -157,7 +157,7 @@ def _add_nested_examples(parser: argparse.ArgumentParser, command: str) -> None:
 EXTRAS = {
     "PySide6": "gui", "shiboken6": "gui", "pyqtgraph": "gui",
     "torch": "sam2", "sam2": "sam2", "hydra": "sam2", "omegaconf": "sam2", "iopath": "sam2",
-    "onnx": "export", "onnxruntime": "export", "tensorrt": "trt",
+    "onnx": "export", "onnxruntime": "export", "tensorrt": "trt", "rsciio": "formats",
 }  # fmt: skip
 """Top-level modules of optional dependencies -> the extra that installs them (pyproject.toml)."""
 

@@ -5,71 +5,32 @@ replays fine.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import tifffile
 
+from lptem.clients.camera.em_formats import READERS, DmFolderMovie, EmMovie, dm_files
+from lptem.clients.camera.movie_api import (
+    Closing,
+    Movie,
+    MovieError,
+    as_wire_frame,
+    iter_frames,
+    natural_key,
+)
+
+__all__ = ["Movie", "MovieError", "as_wire_frame", "iter_frames", "open_movie"]
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-WIRE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-
-
-class MovieError(ValueError):
-    """A path that is not a readable movie; the message says why."""
-
-
-class Movie(Protocol):
-    path: Path
-
-    def __len__(self) -> int: ...
-
-    def frame(self, index: int) -> npt.NDArray[Any]: ...
-
-    def close(self) -> None:
-        """Release open files."""
-        ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-
-class _Closing:
-    """Context-manager support for movies: ``with open_movie(path) as movie: ...``."""
-
-    def close(self) -> None:
-        return None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def as_wire_frame(image: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Grayscale uint8 / uint16 / float32: colour is averaged, other dtypes are converted losslessly."""
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[:, :, :3].mean(axis=2)  # SAM-EM's JPEGs are grey stored as RGB
-    if image.ndim != 2:
-        raise MovieError(f"frames must be 2-D images, got shape {image.shape}")
-    if image.dtype in WIRE_DTYPES:
-        return image
-    if image.dtype == np.bool_:
-        return image.astype(np.uint8)
-    if image.dtype.kind in "iu" and image.size and image.min() >= 0 and image.max() <= 65535:
-        return image.astype(np.uint16)
-    return image.astype(np.float32)
 
 
 @dataclass
-class NpyMovie(_Closing):
+class NpyMovie(Closing):
     path: Path
 
     def __post_init__(self) -> None:
@@ -90,7 +51,7 @@ class NpyMovie(_Closing):
 
 
 @dataclass
-class TiffMovie(_Closing):
+class TiffMovie(Closing):
     path: Path
 
     def __post_init__(self) -> None:
@@ -135,18 +96,13 @@ class TiffMovie(_Closing):
         return as_wire_frame(page.asarray())
 
 
-def _natural_key(path: Path) -> tuple[Any, ...]:
-    """Sort ``frame2.jpg`` before ``frame10.jpg`` (SAM-EM numbers frames without zero padding)."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
-
-
 @dataclass
-class FolderMovie(_Closing):
+class FolderMovie(Closing):
     path: Path
 
     def __post_init__(self) -> None:
         self._files = sorted(
-            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key
         )
         if not self._files:
             raise MovieError(f"{self.path}: no {'/'.join(IMAGE_SUFFIXES)} images in this folder")
@@ -163,9 +119,10 @@ class FolderMovie(_Closing):
 
 
 def open_movie(path: Path | str) -> Movie:
+    """The movie at ``path``, by its suffix (a folder: DigitalMicrograph files or numbered images)."""
     path = Path(path)
     if path.is_dir():
-        return FolderMovie(path)
+        return DmFolderMovie(path) if dm_files(path) else FolderMovie(path)
     if not path.exists():
         raise MovieError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
@@ -173,11 +130,9 @@ def open_movie(path: Path | str) -> Movie:
         return NpyMovie(path)
     if suffix in (".tif", ".tiff"):
         return TiffMovie(path)
-    raise MovieError(f"{path}: unsupported movie; use a TIFF stack, a .npy array or a folder of images")
-
-
-def iter_frames(
-    movie: Movie, start: int = 0, stop: int | None = None
-) -> Iterator[tuple[int, npt.NDArray[Any]]]:
-    for index in range(start, len(movie) if stop is None else min(stop, len(movie))):
-        yield index, movie.frame(index)
+    if suffix in READERS:
+        return EmMovie(path)
+    raise MovieError(
+        f"{path}: unsupported movie; use a TIFF stack, a .npy array, a folder of images, or an EM file "
+        f"({', '.join(sorted(READERS))}; a folder of .dm4 for Gatan in-situ)"
+    )

@@ -47,9 +47,13 @@ def replay(
     progress: Progress | None = None,
 ) -> ReplaySummary:
     """Send frames ``start..stop`` ``loops`` times, at ``fps`` (paced to an absolute schedule) or as fast
-    as the daemon accepts them. Frame numbers keep increasing across loops."""
+    as the daemon accepts them. Frame numbers keep increasing across loops. When the movie knows its frame
+    time, each frame's timestamp is the replay's start plus its place in the movie's own clock, so that
+    rates and MSD times downstream are the acquisition's, however fast the replay runs."""
     sent = late = 0
     t0 = time.perf_counter()
+    t0_ns = time.time_ns()
+    step_ns = round(movie.frame_time_s * 1e9) if movie.frame_time_s else None
     sender.start(source=str(movie.path), n_frames=len(movie))
     for _ in range(loops):
         for _, image in iter_frames(movie, start, stop):
@@ -60,7 +64,7 @@ def replay(
                     time.sleep(wait)
                 elif wait < -1.0 / fps:
                     late += 1
-            sender.send(image)
+            sender.send(image, t_ns=None if step_ns is None else t0_ns + sent * step_ns)
             sent += 1
             if progress is not None:
                 progress.update(sent)
@@ -72,8 +76,10 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path",
         type=Path,
-        help="TIFF stack, .npy array (frames, rows, cols), or a folder "
-        "of numbered JPEG/PNG/TIFF images (natural order: 2 before 10)",
+        help="TIFF stack, .npy array (frames, rows, cols), a folder of numbered JPEG/PNG/TIFF images "
+        "(natural order: 2 before 10), or an EM file: .dm3/.dm4, .mrc/.mrcs, TIA .emi/.ser, Velox .emd, a "
+        "Gatan in-situ folder of .dm4 (these need lptem-live[formats]; pixel size and frame time come "
+        "from the file)",
     )
     add_ingest_argument(parser)
     add_control_argument(parser, "asked whether its policy is lossy")
@@ -87,7 +93,10 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "accepts (lossless when the daemon runs --policy queue)",
     )
     parser.add_argument(
-        "--pixel-size-nm", type=float, metavar="NM", help="pixel size sent with every frame, nm/px"
+        "--pixel-size-nm",
+        type=float,
+        metavar="NM",
+        help="pixel size sent with every frame, nm/px (default: the file's calibration, if it has one)",
     )
     parser.add_argument("--start", type=int, default=0, help="first frame index (default 0)")
     parser.add_argument("--stop", type=int, help="stop before this frame index (default: the end)")
@@ -100,6 +109,20 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="after sending, wait up to S seconds until the daemon has dealt with every frame it received "
         "(processed, dropped or failed; exit 1 if not): for batch jobs that stop the daemon next",
     )
+
+
+def _pixel_size(movie: Movie, given_nm: float | None) -> float | None:
+    """--pixel-size-nm where given (it overrides the file's), else the file's calibration, else unknown."""
+    found = movie.pixel_size_nm
+    if given_nm is not None:
+        if found is not None and abs(found - given_nm) > 1e-3 * found:
+            log.warning("--pixel-size-nm %g overrides the file's %g nm/px", given_nm, found)
+        return given_nm
+    if found is None:
+        log.warning("%s carries no pixel size: positions stay in px (give --pixel-size-nm)", movie.path)
+    else:
+        log.info("pixel size from the file: %g nm/px", found)
+    return found
 
 
 def _warn_if_lossy(control: str, fps: float | None, keys: ClientKeys | None) -> None:
@@ -144,8 +167,9 @@ def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
     )
     keys = keys_from(args)
     _warn_if_lossy(args.control, args.fps, keys)
+    pixel_size_nm = _pixel_size(movie, args.pixel_size_nm)
     progress = Progress(n, enabled=False if args.no_progress else None)
-    with FrameSender(args.ingest, pixel_size_nm=args.pixel_size_nm, keys=keys) as sender:
+    with FrameSender(args.ingest, pixel_size_nm=pixel_size_nm, keys=keys) as sender:
         try:
             sender.require_receiver(args.wait)
         except NoReceiverError as exc:
