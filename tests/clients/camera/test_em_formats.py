@@ -132,3 +132,17 @@ def test_the_core_install_names_the_extra_when_rosettasciio_is_missing(tmp_path:
     shutil.copy(__file__, path)
     with pytest.raises(MovieError, match=r"pip install 'lptem-live\[formats\]'"):
         open_movie(path)
+
+
+def test_an_mrc_written_by_mrcfile_gives_its_voxel_size_in_nm(tmp_path: Path) -> None:
+    mrcfile = pytest.importorskip("mrcfile")
+    path = tmp_path / "movie.mrc"
+    stack = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(stack)
+        mrc.voxel_size = 2.5  # Å
+    with open_movie(path) as movie:
+        assert len(movie) == 3
+        assert movie.pixel_size_nm == pytest.approx(0.25)
+        assert movie.frame_time_s is None  # no Direct Electron info file beside it
+        np.testing.assert_array_equal(movie.frame(2), stack[2])
