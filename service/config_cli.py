@@ -9,30 +9,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lptem.engine.registry import EngineOptionError, check_options
+from lptem.engine.registry import check_options
 from lptem.service.cli import (
-    ServeOptionError,
-    add_serve_arguments,
+    SETTINGS_ERRORS,
     config_from_args,
     resolve_serve,
     serve_parser,
-    with_sources,
 )
-from lptem.service.config_file import ENGINE_TABLE, ConfigError, Resolved, settings_of
-from lptem.service.daemon import InsecureBindError, check_exposure
-from lptem.service.protocol.curve import KeyFileError
-from lptem.service.statistics import MsdSettingsError
+from lptem.service.config_file import ENGINE_TABLE, Resolved, settings_of, with_sources
+from lptem.service.daemon import check_exposure
+from lptem.service.serve_options import add_serve_arguments
 
 log = logging.getLogger("lptem.config")
-
-_REFUSALS = (
-    ConfigError,
-    EngineOptionError,
-    MsdSettingsError,
-    InsecureBindError,
-    KeyFileError,
-    ServeOptionError,
-)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +48,7 @@ def run_config(args: argparse.Namespace) -> int:
             return 0
         resolved = resolve_serve(["--config", str(args.file)], os.environ)
         validate(resolved)
-    except _REFUSALS as exc:
+    except SETTINGS_ERRORS as exc:
         log.error("%s", with_sources(str(exc), resolved))
         return 2
     from_file = sum(1 for s in resolved.sources.values() if s.kind == "file")

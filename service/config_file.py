@@ -306,3 +306,18 @@ def _flag(actions: Mapping[str, argparse.Action], key: str) -> str:
 def _suggestion(key: str, actions: Mapping[str, argparse.Action]) -> str:
     close = difflib.get_close_matches(key, [*actions, ENGINE_TABLE], n=1)
     return f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(actions))}"
+
+
+def with_sources(message: str, resolved: Resolved | None) -> str:
+    """``message`` plus where the settings it names (``--flag``, key or engine option) came from, when a
+    file or variable set them."""
+    if resolved is None:
+        return message
+    notes = []
+    for key, source in resolved.sources.items():
+        name = key.rpartition(".")[2]  # engine_options.NAME: messages name the option
+        if source.kind in ("file", "env") and re.search(
+            rf"(?<![\w-])(--{name.replace('_', '-')}|{name})(?![\w-])", message
+        ):
+            notes.append(f"{key} from {source}")
+    return message + (f" [{'; '.join(notes)}]" if notes else "")

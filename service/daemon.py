@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from prometheus_client import CollectorRegistry, GCCollector, Info, PlatformCollector, ProcessCollector
 
 from lptem.engine.registry import create_tracker
 from lptem.service.auth import Gatekeeper
@@ -25,7 +24,7 @@ from lptem.service.health import Health
 from lptem.service.ingest import Ingest
 from lptem.service.keys import KeyFolder
 from lptem.service.mailbox import Mailbox, Policy
-from lptem.service.metrics_http import start_metrics_server, tls_context
+from lptem.service.metrics_http import operators_registry, start_metrics_server, tls_context
 from lptem.service.protocol import (
     DEFAULT_CONTROL,
     DEFAULT_INGEST,
@@ -228,28 +227,18 @@ class Daemon:
     def _serve_metrics(self) -> Any:
         tls = self.config.metrics_tls
         context = tls_context(tls.cert, tls.key, tls.client_ca) if tls is not None else None
+        collector = DaemonCollector(
+            self.stats,
+            lambda: self.mailbox.depth,
+            self._n_objects,
+            self._record_health,
+            ready=lambda: self.health.ready().ok,
+            frame_age_s=self.health.frame_age_s,
+        )
+        registry = operators_registry(collector, self.build_info)
         return start_metrics_server(
-            self.config.metrics_port, self.config.metrics_addr, self._registry(), context, self.health
+            self.config.metrics_port, self.config.metrics_addr, registry, context, self.health
         )
-
-    def _registry(self) -> CollectorRegistry:
-        """The daemon's counters, its build, and the process (CPU, memory, open files, GC)."""
-        registry = CollectorRegistry()
-        registry.register(
-            DaemonCollector(
-                self.stats,
-                lambda: self.mailbox.depth,
-                self._n_objects,
-                self._record_health,
-                ready=lambda: self.health.ready().ok,
-                frame_age_s=self.health.frame_age_s,
-            )
-        )
-        Info("lptem_build", "The daemon's version and what it runs", registry=registry).info(self.build_info)
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
-        return registry
 
     @property
     def build_info(self) -> dict[str, str]:

@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    make_wsgi_app,
+)
 from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import Collector
 
 from lptem.service.health import Health, HealthReport
 
@@ -66,6 +74,18 @@ def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext
         context.load_verify_locations(cafile=str(client_ca))
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def operators_registry(daemon: Collector, build_info: dict[str, str]) -> CollectorRegistry:
+    """The daemon's collector, lptem_build_info (``build_info`` as labels) and the process's CPU, memory,
+    open files and garbage collections."""
+    registry = CollectorRegistry()
+    registry.register(daemon)
+    Info("lptem_build", "The daemon's version and what it runs", registry=registry).info(build_info)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 def operators_app(registry: CollectorRegistry, health: Health | None) -> Callable[..., Iterable[bytes]]:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -275,3 +276,20 @@ def iter_entries(directory: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         for entry in unpacker:
             kind, payload = entry
             yield kind, msgpack.unpackb(payload, raw=False)
+
+
+class RecordFolderError(ValueError):
+    """A record folder template with a field other than ``{start}``."""
+
+
+def record_folder(template: Path | None, now: datetime | None = None) -> Path | None:
+    """``template`` with ``{start}`` replaced by the start time (UTC, basic ISO 8601), so that each start of
+    a service records into a new folder."""
+    if template is None:
+        return None
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    text = str(template)
+    try:
+        return Path(text.format(start=stamp)) if "{" in text else template
+    except (KeyError, IndexError, ValueError) as exc:
+        raise RecordFolderError(f"--record {text}: only {{start}} may be filled in ({exc})") from exc

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lptem.clients.camera.movie_api import MovieError, natural_key
+from lptem.clients.camera.movie_api import Closing, MovieError, natural_key
 
 READERS = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".mrc": "mrc", ".mrcs": "mrc",
            ".emi": "tia", ".ser": "tia", ".emd": "emd"}  # fmt: skip
@@ -104,7 +104,7 @@ def wire_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 
 @dataclass
-class EmMovie:
+class EmMovie(Closing):
     """One EM file as a movie (module docstring)."""
 
     path: Path
@@ -137,15 +137,9 @@ class EmMovie:
         if handle is not None:
             handle.close()
 
-    def __enter__(self) -> EmMovie:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @dataclass
-class DmFolderMovie:
+class DmFolderMovie(Closing):
     """A Gatan in-situ folder: one .dm4 (or .dm3) per frame, in any sub-folders (``Hour_00/Minute_00/...``),
     in natural order of their paths; each file is read when its frame is sent."""
 
@@ -171,15 +165,6 @@ class DmFolderMovie:
                     f"{self._files[index]}: {len(movie)} frames in one file of an in-situ folder"
                 )
             return movie.frame(0)
-
-    def close(self) -> None:
-        return None
-
-    def __enter__(self) -> DmFolderMovie:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def dm_files(folder: Path) -> list[Path]:

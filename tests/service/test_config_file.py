@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lptem.service.cli import ServeOptionError, config_from_args, record_folder, resolve_serve
+from lptem.service.cli import config_from_args, resolve_serve
 from lptem.service.config_cli import render
 from lptem.service.config_file import ConfigError, key_lines
 from lptem.service.mailbox import Policy
+from lptem.service.record import RecordFolderError, record_folder
 
 
 def write(tmp_path: Path, text: str, name: str = "lptem.toml") -> Path:
@@ -136,5 +137,5 @@ def test_a_record_folder_template_gets_the_start_time_so_each_start_records_anew
     )
     assert record_folder(Path("run1"), start) == Path("run1")
     assert record_folder(None) is None
-    with pytest.raises(ServeOptionError, match=r"only \{start\} may be filled in"):
+    with pytest.raises(RecordFolderError, match=r"only \{start\} may be filled in"):
         record_folder(Path("records/{user}"), start)
