@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 # kernel.
 $(STAMP_TEST): $(STAMP)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev,gui,export,formats]"
+	$(PIP) install --quiet -e ".[dev,gui,export,formats,temscript]"
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation --no-deps sam2==1.1.0
 	$(PIP) install --quiet hydra-core iopath tqdm pillow
 	touch $(STAMP_TEST)

@@ -68,6 +68,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run_feedback",
         "run a feedback controller: keep a particle centred, or guard the dose by its dynamics",
     ),
+    "calibrate": (
+        "lptem.clients.feedback.calibrate_cli",
+        "add_calibrate_arguments",
+        "run_calibrate",
+        "measure how the stage or image shift moves the image (the map lptem control centre uses)",
+    ),
     "dashboard": (
         "lptem.clients.dashboard.app",
         "add_dashboard_arguments",
@@ -158,6 +164,7 @@ EXTRAS = {
     "PySide6": "gui", "shiboken6": "gui", "pyqtgraph": "gui",
     "torch": "sam2", "sam2": "sam2", "hydra": "sam2", "omegaconf": "sam2", "iopath": "sam2",
     "onnx": "export", "onnxruntime": "export", "tensorrt": "trt", "rsciio": "formats",
+    "temscript": "temscript",
 }  # fmt: skip
 """Top-level modules of optional dependencies -> the extra that installs them (pyproject.toml)."""
 

@@ -57,6 +57,24 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("lptem control centre --particle 1", "keep particle 1 centred by moving the stage"),
         ("lptem control dose --alpha-below 0.4 --lower-to 50", "lower the dose while α < 0.4"),
         ("lptem control centre --dry-run --duration 30", "log what it would do, move nothing"),
+        (
+            "lptem control centre --microscope temscript+http://tem-pc:8080 --calibration stage.toml",
+            "a Thermo Fisher microscope's stage, through its calibrated map (docs/instruments.md)",
+        ),
+        (
+            "lptem control dose --microscope temscript+http://tem-pc:8080 --alpha-below 0.4 --blank",
+            "blank the beam while α < 0.4",
+        ),
+    ),
+    "calibrate": (
+        (
+            "lptem calibrate --step-nm 20 --out stage.toml",
+            "the simulated stage, on the particle nearest the centre",
+        ),
+        (
+            "lptem calibrate --microscope temscript+http://tem-pc:8080 --step-nm 200 --out stage.toml",
+            "a Thermo Fisher stage (then: lptem control centre --calibration stage.toml)",
+        ),
     ),
     "bench": (("lptem bench latency --frames 2000", "latency per stage over the next 2000 frames"),),
     "sim": (

@@ -23,7 +23,11 @@ from types import FrameType
 
 import zmq
 
-from lptem.clients.camera.sim_microscope import DEFAULT_SIM_MICROSCOPE, SimMicroscopeServer
+from lptem.clients.camera.sim_microscope import (
+    DEFAULT_SIM_MICROSCOPE,
+    SimMicroscopeServer,
+    StageGeometry,
+)
 from lptem.clients.camera.simcam import SimulatedCamera, motion_from_physical, write_movie
 from lptem.clients.progress import Progress
 from lptem.clients.wire.endpoints import add_ingest_argument, add_key_arguments, add_wait_argument, keys_from
@@ -76,6 +80,25 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure",
         action="store_true",
         help="allow a microscope socket reachable from other machines without --microscope-keys",
+    )
+    out.add_argument(
+        "--stage-rotation-deg",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="the simulated stage's x axis is at this angle in the image (for lptem calibrate; default 0)",
+    )
+    out.add_argument(
+        "--stage-mirrored",
+        action="store_true",
+        help="the simulated stage's y axis is reversed against the image",
+    )
+    out.add_argument(
+        "--stage-scale",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="image nm per simulated stage nm (default %(default)s)",
     )
     out.add_argument("--labels", action="store_true", help="with --out: also write labels.tif")
     out.add_argument(
@@ -304,10 +327,15 @@ def run_sim(args: argparse.Namespace) -> int:
         )
         return 2
     try:
+        stage = StageGeometry(args.stage_rotation_deg, args.stage_mirrored, args.stage_scale)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
         control = (
             None
             if endpoint == "none"
-            else SimMicroscopeServer(simulator, endpoint, keys=args.microscope_keys)
+            else SimMicroscopeServer(simulator, endpoint, keys=args.microscope_keys, stage=stage)
         )
     except zmq.ZMQError as exc:
         if args.microscope is not None:  # asked for explicitly: an error

@@ -9,9 +9,12 @@ map ``{"cmd": name, ...}``; the reply is ``{"ok": true, ...state}`` or ``{"ok": 
     blank       on (bool)                 blank / unblank the beam (blanked frames hold read noise only)
     state       -                         the current state
 
-Every successful reply carries the state: ``stage_nm`` [x, y] (the field of view's offset from where
-it started), ``dose_rate``, ``blanked``, and ``frame``, the index of the next frame to be acquired
-(the first one that shows the change).
+Every successful reply carries the state: ``stage_nm`` [x, y] (the stage's position in its own axes,
+from where it started), ``dose_rate``, ``blanked``, and ``frame``, the index of the next frame to be
+acquired (the first one that shows the change).
+
+The stage's axes need not be the camera's: ``StageGeometry`` rotates, mirrors and scales its moves (as a
+real stage is, against the camera), so that ``lptem calibrate`` has something to find.
 """
 
 from __future__ import annotations
@@ -34,6 +37,31 @@ from lptem.service.stats import Stats
 log = logging.getLogger("lptem.sim.control")
 
 DEFAULT_SIM_MICROSCOPE = "tcp://127.0.0.1:5560"
+
+
+@dataclass(frozen=True, slots=True)
+class StageGeometry:
+    """How the simulated stage's axes sit against the camera's."""
+
+    rotation_deg: float = 0.0
+    """Angle of the stage's x axis in the image, from the image's +x towards its +y (rows grow downwards,
+    so clockwise on screen), degrees."""
+    mirrored: bool = False
+    """The stage's y axis is reversed against the camera's (a mirror image)."""
+    scale: float = 1.0
+    """Image nm per stage nm."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rotation_deg) and math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"stage rotation must be finite and scale > 0, got {self}")
+
+    def field_shift_px(self, dx_nm: float, dy_nm: float, pixel_size_nm: float) -> tuple[float, float]:
+        """How far the field of view moves, image px, when the stage moves by (dx, dy) stage nm."""
+        if self.mirrored:
+            dy_nm = -dy_nm
+        c, s = math.cos(math.radians(self.rotation_deg)), math.sin(math.radians(self.rotation_deg))
+        k = self.scale / pixel_size_nm
+        return k * (c * dx_nm - s * dy_nm), k * (s * dx_nm + c * dy_nm)
 
 
 class SimCommandError(ValueError):
@@ -84,12 +112,19 @@ class SimMicroscopeServer:
     """Serves the control socket of one Simulator; call ``serve`` from the camera's thread."""
 
     def __init__(
-        self, simulator: Simulator, endpoint: str = DEFAULT_SIM_MICROSCOPE, *, keys: Path | None = None
+        self,
+        simulator: Simulator,
+        endpoint: str = DEFAULT_SIM_MICROSCOPE,
+        *,
+        keys: Path | None = None,
+        stage: StageGeometry | None = None,
     ) -> None:
-        """``keys``: a key folder (lptem keys); then only ``operator`` keys may move the stage or the beam."""
+        """``keys``: a key folder (lptem keys); then only ``operator`` keys may move the stage or the beam.
+        ``stage``: how the stage's axes sit against the camera's (default: aligned, same scale)."""
         self.simulator = simulator
         self.pixel_size_nm = simulator.config.pixel_size_nm
-        self._start = simulator.fov_origin.copy()
+        self.stage = stage or StageGeometry()
+        self._stage_nm = [0.0, 0.0]
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -143,7 +178,9 @@ class SimMicroscopeServer:
     def _apply(self, command: SimCommand) -> None:
         sim = self.simulator
         if command.name == "move_stage":
-            sim.move_stage(command.dx_nm / self.pixel_size_nm, command.dy_nm / self.pixel_size_nm)
+            sim.move_stage(*self.stage.field_shift_px(command.dx_nm, command.dy_nm, self.pixel_size_nm))
+            self._stage_nm[0] += command.dx_nm
+            self._stage_nm[1] += command.dy_nm
         elif command.name == "set_dose" and command.dose_rate is not None:
             sim.set_dose_rate(command.dose_rate)
         elif command.name == "blank" and command.on is not None:
@@ -151,9 +188,8 @@ class SimMicroscopeServer:
 
     def state(self) -> dict[str, Any]:
         sim = self.simulator
-        offset = (sim.fov_origin - self._start) * self.pixel_size_nm
         return {
-            "stage_nm": [float(offset[0]), float(offset[1])],
+            "stage_nm": list(self._stage_nm),
             "dose_rate": sim.stack.dose_rate,
             "blanked": sim.beam_blanked,
             "frame": sim.index,

@@ -16,6 +16,10 @@ from lptem.clients.wire.control import ReqClient
 log = logging.getLogger("lptem.actuators")
 
 
+class MicroscopeError(RuntimeError):
+    """A microscope refused or failed a command, or did not answer; the message says which and why."""
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """An actuator's answer to a command."""
@@ -27,7 +31,9 @@ class Applied:
 @runtime_checkable
 class Stage(Protocol):
     def move_by(self, dx_nm: float, dy_nm: float) -> Applied:
-        """Shift the field of view by (dx, dy) nm; objects then appear to move by (-dx, -dy)."""
+        """Move by (dx, dy) nm in the actuator's own axes. Where those are the camera's, the field of view
+        shifts by (dx, dy) and objects appear to move by (-dx, -dy); ``lptem calibrate`` measures how
+        they really move (clients/feedback/calibration.py)."""
         ...
 
 

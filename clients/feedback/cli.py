@@ -3,8 +3,9 @@
     lptem control centre [--particle ID]                    keep a particle centred by moving the stage
     lptem control dose --alpha-below 0.4 --lower-to 50      lower the dose while α < 0.4, restore after
 
-The actuator is the simulated microscope's control socket (``lptem sim --microscope``) or, with
-``--dry-run``, nothing (the actions are logged).
+The actuator is the simulated microscope's control socket (``lptem sim --microscope``), a Thermo Fisher
+microscope through temscript (``--microscope temscript+http://HOST:PORT``), or, with ``--dry-run``, nothing
+(the actions are logged). Moves go through the map ``lptem calibrate`` measured (``--calibration``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from lptem.clients.camera.sim_microscope import DEFAULT_SIM_MICROSCOPE
-from lptem.clients.feedback.actuators import DryRunMicroscope, SimMicroscope
+from lptem.clients.feedback.actuators import MicroscopeError
+from lptem.clients.feedback.calibration import ActuatorMap
 from lptem.clients.feedback.controllers import CentreParticle, DoseGuard
 from lptem.clients.feedback.loop import Controller, ControlLoop, Limits, LoopReport
+from lptem.clients.feedback.microscopes import add_microscope_arguments, is_temscript, open_microscope
 from lptem.clients.wire.control import ControlError
 from lptem.clients.wire.endpoints import add_key_arguments, add_publish_argument, keys_from
 
@@ -42,6 +45,13 @@ def add_feedback_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave offsets below this alone, px (default %(default)s)",
     )
     centre.add_argument("--pixel-size-nm", type=float, help="nm/px when the frames carry no pixel size")
+    centre.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="FILE",
+        help="the actuator's map from lptem calibrate (required for a real microscope; without it the "
+        "simulated stage's axes are taken to be the camera's)",
+    )
     dose = kinds.add_parser(
         "dose", help="lower the dose rate or blank the beam while a particle's α or D is past a threshold"
     )
@@ -70,13 +80,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     wire = parser.add_argument_group("connections")
     add_publish_argument(wire)
     add_key_arguments(parser)
-    wire.add_argument(
-        "--microscope",
-        default=DEFAULT_SIM_MICROSCOPE,
-        metavar="ENDPOINT",
-        help="simulated microscope control socket (default %(default)s)",
-    )
-    wire.add_argument("--dry-run", action="store_true", help="act on nothing; log the actions")
+    add_microscope_arguments(wire)
     wire.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     safety = parser.add_argument_group("safety limits")
     defaults = Limits()
@@ -97,17 +101,36 @@ SAFETY_LIMITS = {
     "settle_s": "wait after a change when the actuator cannot say which frame shows it, s",
     "settle_timeout_s": "longest wait for the frame the actuator says shows a change, s",
     "max_age_s": "do not act on track results older than this (one host or synced clocks; 0 = no check), s",
+    "max_failures": "stop after this many actions in a row failed",
 }
 """Limits field -> help; the flags are the field names with dashes."""
 
 
 def build_controller(args: argparse.Namespace) -> Controller:
     if args.controller == "centre":
-        return CentreParticle(args.particle, args.gain, args.deadband_px, args.pixel_size_nm)
+        return CentreParticle(
+            args.particle, args.gain, args.deadband_px, args.pixel_size_nm, stage_map=_stage_map(args)
+        )
     quantity, above, below = _dose_rule(args)
     return DoseGuard(
         quantity, above, below, args.particle, None if args.blank else args.lower_to, args.hold_s
     )
+
+
+def _stage_map(args: argparse.Namespace) -> ActuatorMap | None:
+    if args.calibration is None:
+        if is_temscript(args.microscope) and not args.dry_run:
+            raise ValueError(
+                "a real microscope's axes are not the camera's: measure them first (lptem calibrate "
+                "--microscope ... --out FILE) and give --calibration FILE"
+            )
+        return None
+    stage_map = ActuatorMap.load(args.calibration)
+    if stage_map.actuator != args.actuator:
+        raise ValueError(
+            f"{args.calibration} calibrates the {stage_map.actuator}, but --actuator is {args.actuator}"
+        )
+    return stage_map
 
 
 def _dose_rule(args: argparse.Namespace) -> tuple[Literal["alpha", "D"], float | None, float | None]:
@@ -128,9 +151,11 @@ def run_feedback(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     keys = keys_from(args)  # the same operator key for the daemon's results and the microscope
-    microscope = (
-        DryRunMicroscope() if args.dry_run else SimMicroscope(args.microscope, timeout_s=5.0, keys=keys)
-    )
+    try:
+        microscope = open_microscope(args, keys)
+    except (ValueError, MicroscopeError) as exc:
+        log.error("%s", exc)
+        return 2 if isinstance(exc, ValueError) else 1
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -140,9 +165,12 @@ def run_feedback(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         loop = ControlLoop(controller, microscope, args.publish, limits, keys=keys)
-        print(format_report(loop.run(stop, args.duration)))
-    except TimeoutError as exc:
-        log.error("%s (is the microscope's control socket at %s?)", exc, args.microscope)
+        report = loop.run(stop, args.duration)
+        print(format_report(report))
+        if report.stopped is not None:
+            return 1
+    except (TimeoutError, MicroscopeError) as exc:
+        log.error("%s (is the microscope at %s?)", exc, args.microscope)
         return 1
     except (ValueError, ControlError) as exc:
         log.error("%s", exc)
@@ -157,5 +185,5 @@ def format_report(r: LoopReport) -> str:
     return (
         f"{r.results} results, {len(r.actions)} actions ({r.rate_limited} rate-limited, {r.clipped} clipped, "
         f"{r.failed} failed), {r.stale} stale results, {r.deadman_trips} dead-man stops; "
-        f"stage moved ({x:+.1f}, {y:+.1f}) nm"
+        f"stage moved ({x:+.1f}, {y:+.1f}) nm" + ("" if r.stopped is None else f"; stopped: {r.stopped}")
     )

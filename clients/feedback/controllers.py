@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lptem.clients.feedback.actuators import Beam, Stage
+from lptem.clients.feedback.calibration import ActuatorMap
 from lptem.clients.feedback.loop import Action, Blank, MoveStage, SetDose
 from lptem.service.protocol import MsdMessage, TrackedObject, TrackMessage
 
@@ -19,14 +20,17 @@ class CentreParticle:
     """Move the stage so that one particle stays at the centre of the field of view.
 
     ``particle`` None locks onto the visible object nearest the centre in the first result. Each move
-    corrects ``gain`` of the particle's offset; offsets under ``deadband_px`` are left alone.
+    corrects ``gain`` of the particle's offset; offsets under ``deadband_px`` are left alone. ``stage_map``
+    (``lptem calibrate``) turns the offset into a move in the actuator's own axes; without one the axes
+    are assumed to be the camera's and the frames' pixel size the scale (said once, as a warning).
     """
 
     particle: int | None = None
     gain: float = 0.8
     deadband_px: float = 3.0
     pixel_size_nm: float | None = None
-    """Used when the frames carry no pixel size."""
+    """Used when the frames carry no pixel size (and there is no ``stage_map``)."""
+    stage_map: ActuatorMap | None = None
     name: str = "centre"
     topics: tuple[str, ...] = ("track",)
     needs: tuple[type, ...] = (Stage,)
@@ -45,14 +49,15 @@ class CentreParticle:
     def on_start(self, actuator: object) -> None:
         if self.particle is not None:
             log.info("centring particle %d", self.particle)
+        if self.stage_map is not None:
+            log.info("moves through the calibrated map: %s", self.stage_map.describe())
 
     def on_track(self, track: TrackMessage) -> Action | None:
         if track.shape is None:
             self._warn("shape", "track messages carry no frame shape: cannot find the centre")
             return None
-        pixel = track.pixel_size_nm or self.pixel_size_nm
-        if pixel is None:
-            self._warn("pixel", "no pixel size in the frames; give one (--pixel-size-nm)")
+        stage_map = self.stage_map or self._aligned(track)
+        if stage_map is None:
             return None
         target = self._target(track)
         if target is None or not target.visible:
@@ -62,7 +67,19 @@ class CentreParticle:
         if math.hypot(ox, oy) < self.deadband_px:
             return None
         reason = f"particle {target.id} at ({ox:+.1f}, {oy:+.1f}) px from the centre, frame {track.frame}"
-        return MoveStage(self.gain * ox * pixel, self.gain * oy * pixel, reason)
+        return MoveStage(*stage_map.move_for(-self.gain * ox, -self.gain * oy), reason)
+
+    def _aligned(self, track: TrackMessage) -> ActuatorMap | None:
+        """The uncalibrated map: the actuator's axes taken to be the camera's."""
+        pixel = track.pixel_size_nm or self.pixel_size_nm
+        if pixel is None:
+            self._warn("pixel", "no pixel size in the frames; give one (--pixel-size-nm)")
+            return None
+        self._warn(
+            "aligned",
+            "no calibration: assuming the stage's axes are the camera's (lptem calibrate measures them)",
+        )
+        return ActuatorMap.aligned(pixel)
 
     def _target(self, track: TrackMessage) -> TrackedObject | None:
         if self.particle is None:

@@ -12,6 +12,8 @@ A ``Controller`` turns messages (``track``, ``msd``) into at most one ``Action``
   ``settle_s`` of waiting stands in for it);
 * **freshness and dead-man stop**: track results older than ``max_age_s`` are not acted on; when no fresh
   result arrives for ``deadman_s`` the loop says so and acts on nothing until fresh results come back;
+* **failing actuator**: after ``max_failures`` actions in a row fail (an error, a timeout, a microscope
+  that is gone), the loop stops and says why; nothing is retried for ever;
 * on the way out, also after an error, the controller may restore what it changed (``on_stop``); it is told
   whether each of its actions was carried out (``on_applied``).
 """
@@ -25,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lptem.clients.feedback.actuators import Applied, Beam, Stage
+from lptem.clients.feedback.actuators import Applied, Beam, MicroscopeError, Stage
 from lptem.clients.wire.control import ControlError
 from lptem.clients.wire.subscriber import Received, Subscriber
 from lptem.service.protocol import MsdMessage, TrackMessage
@@ -92,6 +94,8 @@ class Limits:
     max_age_s: float = 1.0
     """Track results older than this (client clock minus the daemon's receipt; one host, or synchronised
     clocks) are stale: counted, not acted on, and they do not hold off the dead-man stop. 0: no check."""
+    max_failures: float = 3
+    """Stop the loop after this many actions in a row failed."""
 
     def __post_init__(self) -> None:
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -100,6 +104,8 @@ class Limits:
             raise ValueError(f"safety limits must be finite and >= 0: {', '.join(bad)}")
         if self.max_step_nm == 0 or self.deadman_s == 0:
             raise ValueError("max_step_nm and deadman_s must be > 0")
+        if self.max_failures < 1:
+            raise ValueError("max_failures must be >= 1")
         if not 0 < self.min_dose_rate <= self.max_dose_rate:
             raise ValueError("dose rates must be 0 < min_dose_rate <= max_dose_rate")
 
@@ -118,6 +124,8 @@ class LoopReport:
     """Seconds since the loop started at which the dead-man stop tripped."""
     stage_nm: tuple[float, float] = (0.0, 0.0)
     """Where the loop's moves took the stage, relative to its start."""
+    stopped: str | None = None
+    """Why the loop stopped before it was asked to (the actuator kept failing), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +163,7 @@ class ControlLoop:
         self._epoch: int | None = None
         self._settle: _Settling | None = None
         self._tripped = False
+        self._failures = 0
         self.ready = threading.Event()
         """Set once the loop is subscribed and has heard the daemon (or given up waiting)."""
 
@@ -170,7 +179,7 @@ class ControlLoop:
                     log.warning("no heartbeat from %s yet; waiting for results", self.endpoint)
                 self.ready.set()
                 self.started = self._last_fresh = time.monotonic()
-                while not stop.is_set() and time.monotonic() < end:
+                while not stop.is_set() and time.monotonic() < end and self.report.stopped is None:
                     received = sub.recv(0.1)
                     if received is not None:
                         self.handle(received)
@@ -250,10 +259,10 @@ class ControlLoop:
             return False  # at the travel limit: nothing left to move
         try:
             applied = self._send(bounded)
-        except (ControlError, TimeoutError, OSError, ValueError) as exc:
-            self.report.failed += 1
-            log.error("%s: %s failed: %s", self.controller.name, _describe(bounded), exc)
+        except (ControlError, MicroscopeError, TimeoutError, OSError, ValueError) as exc:
+            self._failed(bounded, exc, final_action)
             return False
+        self._failures = 0
         self._last_action = now
         if isinstance(bounded, MoveStage):
             x, y = self.report.stage_nm
@@ -264,6 +273,14 @@ class ControlLoop:
         self._settle = _Settling(applied.effective_frame, self._epoch, now + wait)
         log.info("%s: %s (%s)", self.controller.name, _describe(bounded), bounded.reason)
         return True
+
+    def _failed(self, action: Action, exc: Exception, final_action: bool) -> None:
+        self.report.failed += 1
+        self._failures += 1
+        log.error("%s: %s failed: %s", self.controller.name, _describe(action), exc)
+        if not final_action and self._failures >= self.limits.max_failures and self.report.stopped is None:
+            self.report.stopped = f"{self._failures} actions in a row failed, the last: {exc}"
+            log.error("stopping the control loop: %s", self.report.stopped)
 
     def _send(self, action: Action) -> Applied:
         if isinstance(action, MoveStage):

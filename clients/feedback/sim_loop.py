@@ -1,5 +1,6 @@
 """A closed loop on the simulated microscope: a drifting particle, the daemon tracking it, and the
-centring controller moving the stage, all over the sockets a real setup would use.
+centring controller moving the stage, all over the sockets a real setup would use; and a calibration of
+that stage (whose axes may be rotated, mirrored and scaled against the camera's).
 
 Used by ``benchmarks/closed_loop.py`` and the closed-loop tests; the daemon is started by the caller
 (``lptem serve --engine classical --auto-detect --policy queue``).
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lptem.clients.camera.sim_microscope import SimMicroscopeServer
+from lptem.clients.camera.sim_microscope import SimMicroscopeServer, StageGeometry
 from lptem.clients.camera.simcam import SimulatedCamera
 from lptem.clients.feedback.actuators import SimMicroscope
+from lptem.clients.feedback.calibrate import CalibrationPlan, Calibrator
+from lptem.clients.feedback.calibration import ActuatorMap, Fit
 from lptem.clients.feedback.controllers import CentreParticle
 from lptem.clients.feedback.loop import ControlLoop, Limits, LoopReport
 from lptem.clients.wire.sender import FrameSender
+from lptem.clients.wire.subscriber import Subscriber
 from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
 from lptem.engine.sim.simulator import Particles, SimConfig, SimFrame, Simulator
@@ -87,11 +91,14 @@ def run_centring(
     controlled: bool,
     limits: Limits | None = None,
     stop_beyond_px: float | None = None,
+    stage: StageGeometry | None = None,
+    stage_map: ActuatorMap | None = None,
 ) -> CentringRun:
     """Stream the scenario to the daemon, with or without the centring loop; optionally stop early
-    once the particle is ``stop_beyond_px`` from the centre."""
+    once the particle is ``stop_beyond_px`` from the centre. ``stage``: how the simulated stage sits
+    against the camera; ``stage_map``: the map the controller moves by (None: axes taken as aligned)."""
     simulator = scenario.simulator()
-    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*")
+    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*", stage=stage)
     offsets: list[float] = []
     stop_camera, stop_loop = threading.Event(), threading.Event()
     centre = (SIZE_PX - 1) / 2
@@ -102,7 +109,8 @@ def run_centring(
             stop_camera.set()
 
     microscope = SimMicroscope(server.endpoint, timeout_s=5.0)
-    loop = ControlLoop(CentreParticle(), microscope, publish, limits) if controlled else None
+    controller = CentreParticle(stage_map=stage_map)
+    loop = ControlLoop(controller, microscope, publish, limits) if controlled else None
     reports: list[LoopReport] = []
     thread = None
     if loop is not None:
@@ -120,6 +128,41 @@ def run_centring(
         microscope.close()
         server.close()
     return CentringRun(np.array(offsets), reports[0] if reports else None)
+
+
+def run_calibration(
+    scenario: DriftScenario, ingest: str, publish: str, stage: StageGeometry, plan: CalibrationPlan
+) -> Fit:
+    """Stream the scenario while ``lptem calibrate``'s procedure measures the simulated stage."""
+    simulator = scenario.simulator()
+    server = SimMicroscopeServer(simulator, "tcp://127.0.0.1:*", stage=stage)
+    stop_camera = threading.Event()
+    camera_error: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            with FrameSender(ingest, pixel_size_nm=PIXEL_NM, series=f"calibrate-{scenario.seed}") as sender:
+                SimulatedCamera(simulator, sender, scenario.send_fps, control=server).run(
+                    scenario.frames, stop_camera
+                )
+        except Exception as exc:  # raised again in the caller's thread, below
+            camera_error.append(exc)
+
+    microscope = SimMicroscope(server.endpoint, timeout_s=5.0)
+    camera = threading.Thread(target=stream, name="lptem-sim-camera")
+    try:
+        with Subscriber(publish, topics=("track",)) as sub:
+            sub.wait_connected(5.0)
+            camera.start()
+            return Calibrator(microscope, sub, plan).run("stage", step_nm=plan.step_nm)
+    finally:
+        stop_camera.set()
+        if camera.is_alive():
+            camera.join()
+        microscope.close()
+        server.close()
+        if camera_error:
+            raise RuntimeError(f"the simulated camera failed: {camera_error[0]}") from camera_error[0]
 
 
 def _serve_until_joined(server: SimMicroscopeServer, thread: threading.Thread) -> None:
