@@ -132,7 +132,7 @@ class DoseGuard:
     topics: tuple[str, ...] = ("msd",)
     needs: tuple[type, ...] = (Beam,)
     baseline: float | None = None
-    """The dose rate to restore, read from the beam at start."""
+    """The dose rate to restore, read from the beam at start (when lowering it, not blanking)."""
     lowered: bool = False
     """Confirmed by the loop: the dose is lowered (or the beam blanked) now."""
     _clear_since_ns: int | None = None
@@ -151,7 +151,7 @@ class DoseGuard:
             raise ValueError(f"hold_s must be >= 0, got {self.hold_s}")
 
     def on_start(self, actuator: object) -> None:
-        if isinstance(actuator, Beam):
+        if self.lower_to is not None and isinstance(actuator, Beam):  # blanking needs no dose rate
             self.baseline = actuator.dose_rate()
         if self.lower_to is not None and self.baseline is not None and self.lower_to >= self.baseline:
             raise ValueError(

@@ -4,6 +4,8 @@ and measured end to end on a simulated stage that is rotated, mirrored and scale
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,9 @@ from lptem.clients.feedback.sim_loop import (
     run_centring,
 )
 from lptem.clients.ops.daemon_process import DaemonProcess
+from tests.conftest import free_port
 
+LPTEM = str(Path(sys.executable).with_name("lptem"))
 TILTED = StageGeometry(rotation_deg=127.0, mirrored=True, scale=1.08)
 
 
@@ -113,3 +117,47 @@ def test_calibration_of_a_tilted_stage_then_centring_converges_where_the_aligned
     assert held.max_offset_px < 20.0
     assert lost.max_offset_px > 60.0
     assert len(lost.offsets_px) < drifting.frames
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_lptem_calibrate_measures_the_stage_of_lptem_sim_and_control_uses_the_file(tmp_path: Path) -> None:
+    """Seed 4 puts the particle at (151, 101) px of 256: the 30 px moves keep all of it in the frame (a
+    particle cut by the edge biases its centroid, and so the map)."""
+    sim_control = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "stage.toml"
+    with (
+        DaemonProcess(*daemon_arguments()) as daemon,
+        (tmp_path / "sim.log").open("w") as sim_log,
+    ):
+        sim = subprocess.Popen(
+            [LPTEM, "sim", "--ingest", daemon.ingest, "--microscope", sim_control, "--size", "256",
+             "--pixel-size-nm", "0.5", "--particles", "1", "--width-nm", "20", "--liquid-nm", "5",
+             "--diffusion", "0.05", "--fps", "50", "--frames", "6000", "--no-progress", "--seed", "4",
+             "--stage-rotation-deg", "-35", "--stage-mirrored", "--stage-scale", "0.95"],
+            stdout=subprocess.DEVNULL, stderr=sim_log,
+        )  # fmt: skip
+        try:
+            calibrate = subprocess.run(
+                [LPTEM, "calibrate", "--microscope", sim_control, "--publish", daemon.publish,
+                 "--step-nm", "16", "--repeats", "3", "--frames-per-point", "9", "--out", str(out)],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert calibrate.returncode == 0, calibrate.stderr
+            centre = subprocess.run(
+                [LPTEM, "control", "centre", "--microscope", sim_control, "--publish", daemon.publish,
+                 "--calibration", str(out), "--duration", "2"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert centre.returncode == 0, centre.stderr
+            assert "moves through the calibrated map" in centre.stderr
+        finally:
+            sim.terminate()
+            sim.wait(timeout=30)
+    print(calibrate.stdout)
+    stage_map = ActuatorMap.load(out)
+    assert stage_map.rotation_deg == pytest.approx(-35.0, abs=1.0)
+    assert stage_map.mirrored
+    assert np.array(stage_map.px_per_nm) * 0.5 == pytest.approx([0.95, 0.95], rel=0.02)
+    assert stage_map.measured["pixel_size_nm"] == 0.5
+    assert "x axis at -35" in calibrate.stdout
