@@ -47,6 +47,10 @@ class Settings:
     """Longest wait for one frame; after 3 such waits in a row the script stops (the camera has gone)."""
     send_timeout_s: float = 10.0
     """Longest wait for lptem serve to take a frame (it applies backpressure); then the script stops."""
+    key_file: str = ""
+    """CURVE, for a daemon on another machine (lptem serve --keys): this camera's NAME.key_secret from
+    ``lptem keys add DIR NAME --role camera``; with ``server_key_file``, the daemon's server.key."""
+    server_key_file: str = ""
 
 
 SETTINGS = Settings(endpoint="tcp://127.0.0.1:5555", exposure_s=0.025)
@@ -88,9 +92,13 @@ def wire_pixels(array: np.ndarray) -> np.ndarray:
 class WireSender:
     """Wire protocol v1 over a ZeroMQ PUSH socket (docs/protocol.md §2)."""
 
-    def __init__(self, endpoint: str, series: str, send_timeout_s: float) -> None:
+    def __init__(
+        self, endpoint: str, series: str, send_timeout_s: float, key_file: str = "", server_key_file: str = ""
+    ) -> None:
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.PUSH)
+        if key_file or server_key_file:
+            _use_curve(self._socket, key_file, server_key_file)
         # Queue a few frames at most (a 4k frame is 32 MiB of DigitalMicrograph's memory), and none while
         # no daemon is connected: a send then waits, and after send_timeout_s the script stops.
         self._socket.setsockopt(zmq.SNDHWM, 4)
@@ -133,6 +141,19 @@ class WireSender:
         self._context.term()
 
 
+def _use_curve(socket: zmq.Socket[bytes], key_file: str, server_key_file: str) -> None:
+    """Make ``socket`` a CURVE client with lptem's key files (ZeroMQ certificates)."""
+    import zmq.auth  # noqa: PLC0415 - only with keys
+
+    public, secret = zmq.auth.load_certificate(key_file)
+    if secret is None:
+        raise ValueError(f"{key_file} holds no secret key: give the .key_secret file, not the .key")
+    server, _ = zmq.auth.load_certificate(server_key_file)
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_serverkey = server
+
+
 def stream_camera(dm: Any, settings: Settings, sender: WireSender, log: Callable[[str], None] = print) -> int:
     """Run the active camera continuously and send every frame until ``frames`` or ``duration_s``;
     returns how many were sent. ``dm`` is the DigitalMicrograph module."""
@@ -166,7 +187,13 @@ def stream_camera(dm: Any, settings: Settings, sender: WireSender, log: Callable
 
 def main(dm: Any, settings: Settings = SETTINGS, log: Callable[[str], None] = print) -> int:
     """Stream to lptem serve; returns the number of frames sent."""
-    sender = WireSender(settings.endpoint, settings.series, settings.send_timeout_s)
+    sender = WireSender(
+        settings.endpoint,
+        settings.series,
+        settings.send_timeout_s,
+        settings.key_file,
+        settings.server_key_file,
+    )
     try:
         sender.start(source="DigitalMicrograph", exposure_s=settings.exposure_s, binning=settings.binning)
         log(f"lptem: streaming the active camera to {settings.endpoint}")

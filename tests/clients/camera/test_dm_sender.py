@@ -18,11 +18,14 @@ import zmq
 
 from lptem.clients.camera import dm_sender
 from lptem.clients.camera.dm_sender import Settings, main, pixel_size_nm, wire_pixels
+from lptem.clients.wire.control import ControlClient
 from lptem.clients.wire.subscriber import Subscriber
+from lptem.service.keys import KeyFolder
 from lptem.service.mailbox import Policy
 from lptem.service.protocol import TrackMessage
+from lptem.service.protocol.curve import ClientKeys
 from tests.clients.camera.dm_standin import DigitalMicrograph as standin
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 STANDIN_DIR = Path(standin.__file__).parent
 
@@ -112,6 +115,29 @@ def test_the_script_runs_inside_digitalmicrograph_as_a_file_the_user_edited(
     assert "lptem: sent 12 frames" in runs[0].stdout
     assert len(tracks) == 12
     assert [t.pixel_size_nm for t in tracks] == [pytest.approx(1.2)] * 12  # b"\xb5m" is µm
+
+
+@pytest.mark.e2e
+def test_frames_reach_a_daemon_that_requires_curve_keys(make_daemon, tmp_path: Path) -> None:
+    folder = KeyFolder(tmp_path / "keys")
+    folder.init()
+    folder.add("dm-pc", "camera")
+    folder.add("olga", "operator")
+    ep = make_daemon(engine="passthrough", policy=Policy.QUEUE, keys=folder.path).endpoints
+    standin.CONFIG.update(frames=5)
+    settings = Settings(
+        endpoint=ep["ingest"],
+        frames=5,
+        key_file=str(folder.path / "clients" / "dm-pc.key_secret"),
+        server_key_file=str(folder.path / "server.key"),
+    )
+    assert main(standin, settings, log=lambda _text: None) == 5
+    with ControlClient(ep["control"], keys=_operator(folder)) as control:
+        assert wait_until(lambda: control.status().frames_processed == 5)
+
+
+def _operator(folder: KeyFolder) -> ClientKeys:
+    return ClientKeys.load(folder.path / "clients" / "olga.key_secret", folder.path / "server.key")
 
 
 def test_a_camera_that_stops_delivering_ends_the_stream() -> None:
