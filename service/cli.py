@@ -21,6 +21,7 @@ from lptem.service.logutil import use_json_logs
 from lptem.service.mailbox import Policy
 from lptem.service.protocol.curve import KeyFileError
 from lptem.service.record import RecordFolderError, record_folder
+from lptem.service.runtime import GC_PAUSES, settle_heap
 from lptem.service.serve_options import add_serve_arguments
 from lptem.service.statistics import MsdSettings, MsdSettingsError
 from lptem.service.systemd import Notifier
@@ -178,6 +179,9 @@ def run_serve(args: argparse.Namespace) -> int:
         log.error("cannot start the daemon: %s", exc)
         daemon.stop()
         return 1
+    if args.gc == "freeze":
+        settle_heap()
+    GC_PAUSES.install()  # after start-up: its own collections are no pauses of the frame path
     if args.ready_file is not None:
         _write_atomically(args.ready_file, json.dumps({"pid": os.getpid(), **daemon.endpoints}))
     systemd = Notifier()

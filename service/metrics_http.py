@@ -9,6 +9,7 @@ connection's own thread, with a time limit.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import socket
@@ -27,10 +28,12 @@ from prometheus_client import (
     ProcessCollector,
     make_wsgi_app,
 )
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from lptem.service.health import Health, HealthReport
+from lptem.service.runtime import GC_PAUSES, PAUSE_BUCKETS_S
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,34 @@ def operators_registry(daemon: Collector, build_info: dict[str, str]) -> Collect
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+    registry.register(GcPauseCollector())
     return registry
+
+
+class GcPauseCollector(Collector):
+    """``lptem_gc_pause_seconds{generation}``: how long each garbage collection stopped every thread."""
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(
+            "lptem_gc_pause_seconds",
+            "Garbage collections of the daemon process by generation: each stops every thread",
+            labels=["generation"],
+        )
+        for pauses in GC_PAUSES.snapshot():
+            cumulative = list(itertools.accumulate(pauses.bucket_counts))
+            bounds = [*map(str, PAUSE_BUCKETS_S), "+Inf"]
+            family.add_metric(
+                [str(pauses.generation)], list(zip(bounds, cumulative, strict=True)), pauses.total_s
+            )
+        yield family
+        longest = GaugeMetricFamily(
+            "lptem_gc_longest_pause_seconds",
+            "The longest garbage-collection pause of the daemon process so far, by generation",
+            labels=["generation"],
+        )
+        for pauses in GC_PAUSES.snapshot():
+            longest.add_metric([str(pauses.generation)], pauses.longest_s)
+        yield longest
 
 
 def operators_app(registry: CollectorRegistry, health: Health | None) -> Callable[..., Iterable[bytes]]:

@@ -202,6 +202,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "the start time (UTC, e.g. records/{start} -> records/20261205T093000Z): a new folder per start",
     )
     flow.add_argument(
+        "--gc",
+        choices=("freeze", "default"),
+        default="freeze",
+        help="freeze: once up, take the start-up objects out of garbage collection, so that collections "
+        "stay short (default; docs/architecture.md); default: Python's own behaviour (for comparison)",
+    )
+    flow.add_argument(
         "--preview-hz",
         type=float,
         default=10.0,
