@@ -14,7 +14,7 @@ STAMP_TEST := $(VENV)/.installed-test
 
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: help venv demo test lint typecheck layers pytest test-slow test-deploy test-gpu bench clean
+.PHONY: help venv demo test lint typecheck layers pytest test-slow test-deploy test-gpu gpu-wheels bench clean
 
 help:
 	@echo "make demo       set up .venv and run the live demo on the embedded (classical) engine"
@@ -23,6 +23,8 @@ help:
 	@echo "make test-deploy  check deploy/ (promtool, Prometheus, kubectl kustomize, kubernetes-validate,"
 	@echo "                hadolint, systemd-analyze, a podman build); installs the tools (root, apt)"
 	@echo "make test-gpu   on a CUDA machine: install tensorrt, run the backend parity tests (docs/gpu.md)"
+	@echo "make gpu-wheels the wheels a borrowed GPU machine lacks, into build/gpu-wheels (for"
+	@echo "                benchmarks/gpu/check.sh there; docs/gpu.md)"
 	@echo "make bench      the benchmark scripts (prints figures; takes about 20 minutes)"
 
 venv: $(STAMP_TEST)
@@ -93,6 +95,9 @@ test-deploy: $(DEPLOY_TOOLS)
 test-gpu: $(STAMP_TEST)
 	$(PIP) install --quiet -e ".[trt]"
 	$(PY) -m pytest -rs -q tests/engine/sam2/test_onnx.py tests/engine/sam2/test_backends.py
+
+gpu-wheels: $(STAMP_TEST)
+	$(PY) benchmarks/gpu/wheels.py build/gpu-wheels
 
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/overhead.py

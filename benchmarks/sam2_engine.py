@@ -87,13 +87,14 @@ def instrumented(tracker: Sam2Tracker, clock: StageClock) -> Iterator[None]:
 
 
 def run(model: Any, checkpoint: Path | None, *, backends: list[str], objects: int, frames: int,
-        warmup: int, device: torch.device) -> list[dict[str, Any]]:  # fmt: skip
+        warmup: int, device: torch.device, compile: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """All ``backends`` on the same frames; the timed frames alternate between backends so that the
     machine's drift (a shared VM's varies by tens of percent over minutes) falls on all of them alike."""
     trackers = {}
     for backend in backends:  # each staged copy is made before any wrapper exists
         config = Sam2Config(device=cast(Any, device.type), backend=cast(Any, backend),
-                            checkpoint=str(checkpoint) if checkpoint else None)  # fmt: skip
+                            checkpoint=str(checkpoint) if checkpoint else None,
+                            compile=compile and backend == "torch")  # fmt: skip
         trackers[backend] = Sam2Tracker(config, model=model)
     clocks = {backend: StageClock(device) for backend in backends}
     size = model.image_size
@@ -154,6 +155,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=8,
                         help="untimed frames first (default 8: memory bank full)")  # fmt: skip
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch: torch.compile the stages (compiled in the warm-ups)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.backends = sorted(set(args.backends), key=["torch", "onnxruntime", "tensorrt"].index)  # torch first
@@ -177,8 +180,8 @@ def main() -> int:
                             image_size=size)  # fmt: skip
         for objects in args.objects:
             eager_ms = None
-            for r in run(model, args.checkpoint, backends=args.backends, objects=objects,
-                         frames=args.frames, warmup=args.warmup, device=device):  # fmt: skip
+            for r in run(model, args.checkpoint, backends=args.backends, objects=objects, frames=args.frames,
+                         warmup=args.warmup, device=device, compile=args.compile):  # fmt: skip
                 results.append(r)
                 backend = r["backend"]
                 eager_ms = r["frame_ms"] if backend == "torch" else eager_ms
@@ -188,7 +191,8 @@ def main() -> int:
                       f"{r['peak_mb']:8.0f} {speedup}", flush=True)  # fmt: skip
     print(f"\npeak memory: {results[-1]['peak_kind']}; "
           f"stream length {tracker_module.STREAM_FRAMES} frames assumed by the memory selection")  # fmt: skip
-    dump_json(args.json, {"machine": machine(), "device": str(device), "results": results})
+    dump_json(args.json, {"machine": machine(), "device": str(device), "compile": args.compile,
+                          "model": args.model, "results": results})  # fmt: skip
     return 0
 
 

@@ -19,7 +19,6 @@ from lptem.engine.registry import create_tracker
 from lptem.service.auth import Gatekeeper
 from lptem.service.control import ControlServer
 from lptem.service.engine_loop import EngineLoop
-from lptem.service.exports import export_record
 from lptem.service.health import Health
 from lptem.service.ingest import Ingest
 from lptem.service.keys import KeyFolder
@@ -353,6 +352,10 @@ class Daemon:
     @staticmethod
     def _export(recorder: RecordWriter) -> None:
         """The record's exports; a disk that refuses them costs the exports, not a clean exit."""
+        # pyarrow is imported only when a record is exported: a daemon that does not record runs without
+        # it (the GPU check's machine has no pyarrow, and its wheel alone would exceed the 64 MiB it takes).
+        from lptem.service.exports import export_record  # noqa: PLC0415
+
         try:
             export_record(recorder.directory)
         except OSError as exc:

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import tempfile
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
-import torch.nn.functional as F  # noqa: E402
 
 from lptem.engine.api import Box, PointPrompt, Prompt  # noqa: E402
 from lptem.engine.registry import EngineOptionError, create_tracker  # noqa: E402
 from lptem.engine.sam2.models import CheckpointError, build_model, load_checkpoint  # noqa: E402
 from lptem.engine.sam2.postprocess import clean, fill_holes, measure  # noqa: E402
+from lptem.engine.sam2.predictor_parity import official_state as parity_state  # noqa: E402
+from lptem.engine.sam2.predictor_parity import stream_ours  # noqa: E402
 from lptem.engine.sam2.tracker import Sam2Config, Sam2Tracker  # noqa: E402
 from tests.engine.sam2.support import CLIP_SHAPE, box_around, tiny_model, two_particle_clip  # noqa: E402
 
@@ -52,31 +50,12 @@ def xyxy(box: Box) -> list[float]:
 def ours(model, clip, prompts):
     """Stream ``clip`` through our tracker; ``prompts`` maps frame -> [(id, Prompt)]. Returns per frame
     {id: frame-resolution logits} before the output clean-up."""
-    tracker = Sam2Tracker(Sam2Config(device="cpu", fill_hole_area=0), model=model)
-    out = []
-    for i, frame in enumerate(clip):
-        for obj_id, prompt in prompts.get(i, []):
-            tracker.add_object(prompt, obj_id)
-        tracker.step(frame.image)
-        out.append({k: upsample(v) for k, v in tracker.raw_logits.items()})
-    return out, tracker
-
-
-def upsample(logits):
-    return F.interpolate(logits, size=SHAPE, mode="bilinear", align_corners=False)[0, 0]
+    return stream_ours(model, [f.image for f in clip], prompts, Sam2Config(device="cpu", fill_hole_area=0))
 
 
 def official_state(model, clip):
     """An official inference state over exactly the frames our tracker sees (our preprocessing)."""
-    preprocess = Sam2Tracker(Sam2Config(device="cpu"), model=model).preprocess
-    with tempfile.TemporaryDirectory() as folder:
-        for i in range(len(clip)):  # init_state reads a JPEG folder; its images are replaced below
-            cv2.imwrite(str(Path(folder) / f"{i}.jpg"), np.zeros((8, 8, 3), np.uint8))
-        state = model.init_state(folder)
-    state["images"] = torch.cat([preprocess(f.image) for f in clip])
-    state["cached_features"] = {}
-    state["video_height"], state["video_width"] = SHAPE
-    return state
+    return parity_state(model, [f.image for f in clip], Sam2Config(device="cpu"))
 
 
 def assert_same(a, b, where=""):
