@@ -69,6 +69,8 @@ class CameraJob:
     n_frames: int
     keys: tuple[str, str] | None = None
     """CURVE: the camera's secret key file and the daemon's public key file."""
+    shm_slots: int = 0
+    """Pixels through a shared-memory ring of this many slots (0: over the socket)."""
 
 
 def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
@@ -86,7 +88,7 @@ def paced_camera(job: CameraJob, ready: Any, go: Any) -> None:
     else:
         rng = np.random.default_rng(0)
         frames = [rng.integers(900, 1100, size=source).astype(np.uint16) for _ in range(4)]
-    with FrameSender(endpoint, keys=keys) as camera:
+    with FrameSender(endpoint, keys=keys, shm_slots=job.shm_slots) as camera:
         ready.set()
         go.wait()
         t0 = time.perf_counter()
@@ -104,11 +106,13 @@ def start_camera(
     fps: float | None,
     n_frames: int,
     keys: tuple[str, str] | None = None,
+    *,
+    shm_slots: int = 0,
 ) -> tuple[mp.process.BaseProcess, Any]:
     """Start a camera in its own process (spawned: no shared GIL); returns (process, go event)."""
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    job = CameraJob(endpoint, source, fps, n_frames, keys)
+    job = CameraJob(endpoint, source, fps, n_frames, keys, shm_slots)
     process = ctx.Process(target=paced_camera, args=(job, ready, go))
     process.start()
     ready.wait(60)

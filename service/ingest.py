@@ -20,12 +20,17 @@ from lptem.service.protocol import (
     IngestFrame,
     RejectReason,
     SeriesMarker,
+    ShmFrame,
     decode_ingest,
 )
+from lptem.service.protocol.ingest import require_finite
+from lptem.service.protocol.shm import RingError, RingReader, TornFrame
 from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
 _POLL_MS = 100
+_SWEEP_S = 1.0
+"""How often the rings of cameras that died are looked for (and unlinked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,7 @@ class Ingest:
         self._default_pixel_size = default_pixel_size_nm
         self._on_marker = on_marker
         self._sequence = FrameSequence()
+        self._rings = RingReader()
         self._rejects = RateLimitedLog(log)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lptem-ingest", daemon=True)
@@ -140,14 +146,23 @@ class Ingest:
         self._thread.join()
 
     def _run(self) -> None:
+        swept = 0.0
         try:
             while not self._stop.is_set():
                 if self._socket.poll(_POLL_MS):
                     self._receive_guarded()
+                if time.monotonic() - swept > _SWEEP_S:
+                    swept = time.monotonic()
+                    self._sweep_rings()
         except MailboxClosed:
             log.debug("ingest stopped while a frame waited for room in the queue")
         finally:
             self._socket.close()
+            self._rings.close()
+
+    def _sweep_rings(self) -> None:
+        for name in self._rings.sweep():
+            log.info("removed shared-memory ring %s: its camera has gone", name)
 
     def _receive_guarded(self) -> None:
         try:
@@ -175,6 +190,8 @@ class Ingest:
                     self._sequence.end()
                 self._on_marker(message, self._sequence.epoch)
                 return
+            if isinstance(message, ShmFrame):
+                message = self._read_ring(message)
             admitted = self._sequence.admit(message)
         except FrameRejected as exc:
             self._stats.frame_rejected(exc.reason)
@@ -192,6 +209,17 @@ class Ingest:
         dropped = self._mailbox.put_frame(item)
         if dropped:
             self._stats.frames_dropped(len(dropped))
+
+    def _read_ring(self, header: ShmFrame) -> IngestFrame:
+        """The frame's pixels out of its shared-memory slot (a copy, checked against rewriting)."""
+        try:
+            pixels = self._rings.read(header.ref, header.dtype, header.shape)
+        except TornFrame as exc:
+            raise FrameRejected(RejectReason.TORN, str(exc)) from exc
+        except RingError as exc:
+            raise FrameRejected(RejectReason.SHM, str(exc)) from exc
+        require_finite(pixels)
+        return header.with_pixels(pixels)
 
     def _pixel_size(self, frame: IngestFrame) -> float | None:
         if frame.pixel_size_nm is not None:

@@ -15,8 +15,10 @@ from lptem.clients.wire.endpoints import (
     add_control_argument,
     add_ingest_argument,
     add_key_arguments,
+    add_shm_argument,
     add_wait_argument,
     keys_from,
+    shm_slots_from,
 )
 from lptem.clients.wire.sender import FrameSender, NoReceiverError
 from lptem.service.protocol.curve import ClientKeys
@@ -82,6 +84,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "from the file)",
     )
     add_ingest_argument(parser)
+    add_shm_argument(parser)
     add_control_argument(parser, "asked whether its policy is lossy")
     add_wait_argument(parser)
     add_key_arguments(parser)
@@ -165,11 +168,16 @@ def _replay_movie(movie: Movie, args: argparse.Namespace) -> int:
         args.ingest,
         f" at {args.fps:g} fps" if args.fps else " as fast as accepted",
     )
+    try:
+        shm_slots = shm_slots_from(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     keys = keys_from(args)
     _warn_if_lossy(args.control, args.fps, keys)
     pixel_size_nm = _pixel_size(movie, args.pixel_size_nm)
     progress = Progress(n, enabled=False if args.no_progress else None)
-    with FrameSender(args.ingest, pixel_size_nm=pixel_size_nm, keys=keys) as sender:
+    with FrameSender(args.ingest, pixel_size_nm=pixel_size_nm, keys=keys, shm_slots=shm_slots) as sender:
         try:
             sender.require_receiver(args.wait)
         except NoReceiverError as exc:

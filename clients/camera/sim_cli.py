@@ -30,7 +30,14 @@ from lptem.clients.camera.sim_microscope import (
 )
 from lptem.clients.camera.simcam import SimulatedCamera, motion_from_physical, write_movie
 from lptem.clients.progress import Progress
-from lptem.clients.wire.endpoints import add_ingest_argument, add_key_arguments, add_wait_argument, keys_from
+from lptem.clients.wire.endpoints import (
+    add_ingest_argument,
+    add_key_arguments,
+    add_shm_argument,
+    add_wait_argument,
+    keys_from,
+    shm_slots_from,
+)
 from lptem.clients.wire.sender import FrameSender, NoReceiverError
 from lptem.engine.sim.motion import Motion
 from lptem.engine.sim.optics import Stack
@@ -53,6 +60,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     d = SimConfig()  # defaults come from the calibrated configuration, not from copies of it
     out = parser.add_argument_group("output (stream to a daemon, or write a movie)")
     add_ingest_argument(out)
+    add_shm_argument(out)
     add_wait_argument(out)
     add_key_arguments(parser)
     out.add_argument(
@@ -328,6 +336,7 @@ def run_sim(args: argparse.Namespace) -> int:
         return 2
     try:
         stage = StageGeometry(args.stage_rotation_deg, args.stage_mirrored, args.stage_scale)
+        shm_slots = shm_slots_from(args)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -348,7 +357,11 @@ def run_sim(args: argparse.Namespace) -> int:
     try:
         keys = keys_from(args)
         with FrameSender(
-            args.ingest, pixel_size_nm=args.pixel_size_nm, series=f"sim-{args.seed}", keys=keys
+            args.ingest,
+            pixel_size_nm=args.pixel_size_nm,
+            series=f"sim-{args.seed}",
+            keys=keys,
+            shm_slots=shm_slots,
         ) as sender:
             sender.require_receiver(args.wait)
             camera = SimulatedCamera(simulator, sender, args.fps, control)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lptem.service.protocol.curve import KEY_ENV, SERVER_KEY_ENV, ClientKeys, client_keys
+from lptem.service.protocol.curve import KEY_ENV, SERVER_KEY_ENV, ClientKeys, client_keys, is_loopback
 from lptem.service.protocol.endpoints import (
     DEFAULT_CONTROL,
     DEFAULT_INGEST,
@@ -71,6 +71,29 @@ def add_ingest_argument(parser: argparse._ActionsContainer) -> None:
         metavar="ENDPOINT",
         help="the daemon's frame input (default %(default)s)",
     )
+
+
+def add_shm_argument(parser: argparse._ActionsContainer) -> None:
+    """``--shm SLOTS``: pixels through a shared-memory ring (a daemon on this host)."""
+    parser.add_argument(
+        "--shm",
+        type=int,
+        default=0,
+        metavar="SLOTS",
+        help="daemon on this host: pixels go through a shared-memory ring of SLOTS slots (e.g. 8), only "
+        "headers over ZeroMQ (docs/protocol.md §2.3); default: pixels over the socket",
+    )
+
+
+def shm_slots_from(args: argparse.Namespace) -> int:
+    """``--shm`` checked: 0 (off) or 2..256 slots, with a daemon on this host."""
+    if args.shm == 0:
+        return 0
+    if not 2 <= args.shm <= 256:
+        raise ValueError(f"--shm takes 2 to 256 slots, got {args.shm}")
+    if not is_loopback(args.ingest):
+        raise ValueError(f"--shm is for a daemon on this host; --ingest {args.ingest} is not local")
+    return int(args.shm)
 
 
 def add_wait_argument(parser: argparse._ActionsContainer) -> None:

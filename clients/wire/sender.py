@@ -3,6 +3,9 @@
 from lptem.clients.wire.sender import FrameSender
 with FrameSender("tcp://127.0.0.1:5555", pixel_size_nm=0.5) as camera:
     camera.send(frame)            # numbers and timestamps the frame itself
+
+With ``shm_slots=N`` (a camera on the daemon's host) the pixels go into a ring of N shared-memory slots and
+only the header travels over ZeroMQ (lptem.service.protocol.shm, docs/protocol.md §2.3).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy.typing as npt
 import zmq
 
 from lptem.service.protocol import encode_header, encode_marker, wire_dtype_name
-from lptem.service.protocol.curve import ClientKeys
+from lptem.service.protocol.curve import ClientKeys, is_loopback
+from lptem.service.protocol.shm import RingWriter
 
 
 class NoReceiverError(ConnectionError):
@@ -28,7 +32,9 @@ class FrameSender:
 
     ``send`` blocks when the daemon runs ``--policy queue`` and its queue is full (lossless replay); use
     ``timeout_s`` to give up instead. Frames are copied into the message unless ``zero_copy=True``, in
-    which case the caller must not modify the array until ZeroMQ has sent it.
+    which case the caller must not modify the array until ZeroMQ has sent it. ``shm_slots``: frames go
+    through a shared-memory ring of that many slots (same host only), each ``shm_slot_bytes`` long
+    (default: the first frame's size).
     """
 
     def __init__(
@@ -44,7 +50,11 @@ class FrameSender:
         zero_copy: bool = False,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         keys: ClientKeys | None = None,
+        shm_slots: int = 0,
+        shm_slot_bytes: int | None = None,
     ) -> None:
+        if shm_slots and not is_loopback(endpoint):
+            raise ValueError(f"shared-memory frames are for a daemon on this host, not {endpoint}")
         if keys is not None and mode == "pub":
             raise ValueError(
                 "CURVE keys are for a sender that connects to a daemon (mode='push'), not a PUB it binds"
@@ -68,6 +78,9 @@ class FrameSender:
         self.exposure_s = exposure_s
         self.next_frame = first_frame
         self.zero_copy = zero_copy
+        self.shm_slots = shm_slots
+        self.shm_slot_bytes = shm_slot_bytes
+        self.ring: RingWriter | None = None
 
     def wait_for_receiver(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for something to accept a connection at the endpoint (push mode).
@@ -129,26 +142,40 @@ class FrameSender:
             raise ValueError(f"frames are 2-D (rows, cols), got shape {frame.shape}")
         dtype = wire_dtype_name(frame)
         number = self.next_frame if frame_number is None else frame_number
+        t_ns = time.time_ns() if t_ns is None else t_ns
+        pixels = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
+        if timeout_s is not None and not self._socket.poll(int(timeout_s * 1000), zmq.POLLOUT):
+            raise TimeoutError(f"daemon did not accept frame {number} within {timeout_s} s")
+        shape = (int(frame.shape[0]), int(frame.shape[1]))
+        ref = self._ring(pixels).write(pixels) if self.shm_slots else None
         header = encode_header(
             number,
-            time.time_ns() if t_ns is None else t_ns,
-            (int(frame.shape[0]), int(frame.shape[1])),
+            t_ns,
+            shape,
             dtype,
             pixel_size_nm=self.pixel_size_nm,
             exposure_s=self.exposure_s,
             series=self.series,
+            shm=ref,
         )
-        pixels = np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<"))
-        if timeout_s is not None and not self._socket.poll(int(timeout_s * 1000), zmq.POLLOUT):
-            raise TimeoutError(f"daemon did not accept frame {number} within {timeout_s} s")
-        self._socket.send_multipart([header, pixels.data], copy=not self.zero_copy)
+        if ref is not None:
+            self._socket.send(header)
+        else:
+            self._socket.send_multipart([header, pixels.data], copy=not self.zero_copy)
         self.next_frame = number + 1
         return number
+
+    def _ring(self, first: npt.NDArray[Any]) -> RingWriter:
+        if self.ring is None:
+            self.ring = RingWriter(self.shm_slots, self.shm_slot_bytes or first.nbytes)
+        return self.ring
 
     def close(self) -> None:
         self._socket.close()
         if self._own_context:
             self._context.term()
+        if self.ring is not None:
+            self.ring.close(wait_s=2.0)  # the daemon may still be reading the last frames
 
     def __enter__(self) -> FrameSender:
         return self

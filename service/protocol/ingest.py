@@ -23,6 +23,7 @@ from lptem.service.protocol.codec import (
     is_number,
     pack,
 )
+from lptem.service.protocol.shm import RingError, ShmRef, parse_ref
 
 DTYPES: dict[str, np.dtype[Any]] = {
     "uint8": np.dtype("<u1"),
@@ -48,6 +49,8 @@ class RejectReason(StrEnum):
     FRAME_NUMBER = "frame_number"  # negative frame number
     FRAME_ORDER = "frame_order"  # repeated or decreasing frame number within an epoch
     NONFINITE = "nonfinite"  # NaN or infinite pixels in a float32 frame
+    SHM = "shm"  # a shared-memory frame naming no usable ring or slot
+    TORN = "torn"  # a shared-memory slot rewritten before or while it was read
     INTERNAL = "internal"  # the daemon failed while validating (a bug; the log has the traceback)
 
 
@@ -73,6 +76,23 @@ class IngestFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class ShmFrame:
+    """A decoded, validated header of a frame whose pixels are in a shared-memory ring (not yet read)."""
+
+    frame: int
+    t_ns: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, int]
+    ref: ShmRef
+    pixel_size_nm: float | None = None
+    exposure_s: float | None = None
+    series: str | int | None = None
+
+    def with_pixels(self, pixels: npt.NDArray[Any]) -> IngestFrame:
+        return IngestFrame(self.frame, self.t_ns, pixels, self.pixel_size_nm, self.exposure_s, self.series)
+
+
+@dataclass(frozen=True, slots=True)
 class SeriesMarker:
     """A ``start`` or ``end`` message; ``start`` may carry metadata (pixel size, series id, anything)."""
 
@@ -90,7 +110,9 @@ def encode_header(
     pixel_size_nm: float | None = None,
     exposure_s: float | None = None,
     series: str | int | None = None,
+    shm: ShmRef | None = None,
 ) -> bytes:
+    """A frame's header; with ``shm`` the one-part header of a frame whose pixels are in a ring."""
     header: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "type": "frame",
@@ -105,6 +127,8 @@ def encode_header(
         header["exposure_s"] = float(exposure_s)
     if series is not None:
         header["series"] = series
+    if shm is not None:
+        header["shm"] = shm.to_wire()
     return pack(header)
 
 
@@ -124,7 +148,9 @@ def encode_marker(kind: Literal["start", "end"], series: str | int | None = None
     return pack(msg)
 
 
-def decode_ingest(parts: Sequence[Buffer], *, check_finite: bool = True) -> IngestFrame | SeriesMarker:
+def decode_ingest(
+    parts: Sequence[Buffer], *, check_finite: bool = True
+) -> IngestFrame | ShmFrame | SeriesMarker:
     """Decode and validate one ingest message; raise :class:`FrameRejected` with a reason otherwise."""
     if not 1 <= len(parts) <= 2:
         raise FrameRejected(RejectReason.PARTS, f"expected 1 or 2 message parts, got {len(parts)}")
@@ -140,6 +166,10 @@ def decode_ingest(parts: Sequence[Buffer], *, check_finite: bool = True) -> Inge
         return SeriesMarker(kind=kind, series=_optional_series(header), meta=meta)
     if kind != "frame":
         raise FrameRejected(RejectReason.TYPE, f"unknown message type {kind!r}")
+    if "shm" in header:
+        if len(parts) != 1:
+            raise FrameRejected(RejectReason.PARTS, f"a shared-memory frame has 1 part, got {len(parts)}")
+        return _decode_shm_frame(header)
     if len(parts) != 2:
         raise FrameRejected(RejectReason.PARTS, f"a frame has 2 parts [header, pixels], got {len(parts)}")
     return _decode_frame(header, parts[1], check_finite)
@@ -171,7 +201,26 @@ def _optional_series(header: Mapping[str, Any]) -> str | int | None:
     return series
 
 
-def _decode_frame(header: Mapping[str, Any], pixels: Buffer, check_finite: bool) -> IngestFrame:
+def _decode_shm_frame(header: Mapping[str, Any]) -> ShmFrame:
+    frame, t_ns, dtype, shape = _frame_fields(header)
+    try:
+        ref = parse_ref(header["shm"])
+    except RingError as exc:
+        raise FrameRejected(RejectReason.SHM, str(exc)) from exc
+    return ShmFrame(
+        frame,
+        t_ns,
+        dtype,
+        shape,
+        ref,
+        _optional_positive(header, "pixel_size_nm"),
+        _optional_positive(header, "exposure_s"),
+        _optional_series(header),
+    )
+
+
+def _frame_fields(header: Mapping[str, Any]) -> tuple[int, int, np.dtype[Any], tuple[int, int]]:
+    """frame number, t_ns, dtype and shape, validated."""
     for key in ("frame", "t_ns", "shape", "dtype"):
         if key not in header:
             raise FrameRejected(RejectReason.HEADER, f"missing key {key!r}")
@@ -185,7 +234,11 @@ def _decode_frame(header: Mapping[str, Any], pixels: Buffer, check_finite: bool)
     dtype = DTYPES.get(header["dtype"]) if isinstance(header["dtype"], str) else None
     if dtype is None:
         raise FrameRejected(RejectReason.DTYPE, f"dtype {header['dtype']!r} is not one of {list(DTYPES)}")
-    rows, cols = _validated_shape(header["shape"])
+    return frame, t_ns, dtype, _validated_shape(header["shape"])
+
+
+def _decode_frame(header: Mapping[str, Any], pixels: Buffer, check_finite: bool) -> IngestFrame:
+    frame, t_ns, dtype, (rows, cols) = _frame_fields(header)
     view = memoryview(pixels)
     expected = rows * cols * dtype.itemsize
     if view.nbytes != expected:
@@ -193,8 +246,8 @@ def _decode_frame(header: Mapping[str, Any], pixels: Buffer, check_finite: bool)
             RejectReason.SIZE, f"{rows}x{cols} {header['dtype']} needs {expected} bytes, got {view.nbytes}"
         )
     array = np.frombuffer(view, dtype=dtype).reshape(rows, cols)
-    if check_finite and dtype.kind == "f" and not math.isfinite(float(array.sum(dtype=np.float64))):
-        raise FrameRejected(RejectReason.NONFINITE, "frame contains NaN or infinite pixels")
+    if check_finite:
+        require_finite(array)
     return IngestFrame(
         frame=frame,
         t_ns=t_ns,
@@ -203,6 +256,12 @@ def _decode_frame(header: Mapping[str, Any], pixels: Buffer, check_finite: bool)
         exposure_s=_optional_positive(header, "exposure_s"),
         series=_optional_series(header),
     )
+
+
+def require_finite(array: npt.NDArray[Any]) -> None:
+    """FrameRejected (nonfinite) when a float frame holds NaN or infinite pixels."""
+    if array.dtype.kind == "f" and not math.isfinite(float(array.sum(dtype=np.float64))):
+        raise FrameRejected(RejectReason.NONFINITE, "frame contains NaN or infinite pixels")
 
 
 def _validated_shape(shape: Any) -> tuple[int, int]:

@@ -60,6 +60,7 @@ def test_markers():
 
 
 good = np.zeros((4, 5), dtype=np.uint16)
+SHM_REF = {"ring": "lptem-1-0000abcd", "slot": 0, "seq": 2}
 BAD_MESSAGES = [
     ([], R.PARTS),
     ([b"a", b"b", b"c"], R.PARTS),
@@ -93,6 +94,9 @@ BAD_MESSAGES = [
     (frame_parts(good, pixel_size_nm=-1.0), R.HEADER),
     (frame_parts(good, pixel_size_nm="big"), R.HEADER),
     (frame_parts(good, series=[1]), R.HEADER),
+    ([msgpack.packb({**msgpack.unpackb(frame_parts(good)[0]), "shm": {"ring": "x"}})], R.SHM),
+    ([msgpack.packb({**msgpack.unpackb(frame_parts(good)[0]), "shm": SHM_REF | {"seq": 3}})], R.SHM),
+    ([msgpack.packb({**msgpack.unpackb(frame_parts(good)[0]), "shm": SHM_REF}), good.tobytes()], R.PARTS),
 ]
 
 
@@ -105,9 +109,17 @@ def test_rejects_carry_their_reason(parts, reason):
 
 
 def test_every_reject_reason_is_exercised_here_or_by_the_sequence_guard():
-    # FRAME_ORDER: test_ingest_sequence; INTERNAL: test_safety_nets
-    reasons = {reason for _, reason in BAD_MESSAGES} | {R.FRAME_ORDER, R.INTERNAL}
+    # FRAME_ORDER: test_ingest_sequence; INTERNAL: test_safety_nets; TORN: e2e/test_shm_ingest
+    reasons = {reason for _, reason in BAD_MESSAGES} | {R.FRAME_ORDER, R.INTERNAL, R.TORN}
     assert reasons == set(R)
+
+
+def test_a_shared_memory_frame_is_one_part_naming_its_slot():
+    header = {**msgpack.unpackb(frame_parts(good)[0]), "shm": SHM_REF}
+    decoded = p.decode_ingest([msgpack.packb(header)])
+    assert isinstance(decoded, p.ShmFrame)
+    assert (decoded.ref.ring, decoded.ref.slot, decoded.ref.seq) == ("lptem-1-0000abcd", 0, 2)
+    assert decoded.shape == good.shape
 
 
 def test_extra_header_keys_are_ignored():
