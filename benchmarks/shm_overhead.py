@@ -38,26 +38,34 @@ def memcpy_s(shape: tuple[int, int], repeats: int = 50) -> list[float]:
     return times
 
 
+STAGES = ("camera->track", "camera->daemon", "daemon processing", "daemon->subscriber")
+
+
 def camera_to_track(
     shape: tuple[int, int], fps: float, frames: int, shm_slots: int
-) -> tuple[Summary, dict[str, Any]]:
+) -> tuple[dict[str, Summary], dict[str, Any]]:
+    """Latency per stage (the daemon's receipt time is stamped before it reads a ring slot)."""
     with DaemonProcess("--engine", "passthrough", "--policy", "latest", "--preview", "none") as daemon:
         with ControlClient(daemon.control) as control:
             for k in range(3):  # three objects per result, as in overhead.py
                 control.add_object(box=[100 + 50 * k, 100, 120 + 50 * k, 120])
-        latencies: list[float] = []
+        stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
         with Subscriber(daemon.publish, topics=("track",)) as sub:
             assert sub.wait_connected(10)
             camera, go = start_camera(daemon.ingest, shape, fps, frames, shm_slots=shm_slots)
             go.set()
-            while len(latencies) < frames and (received := sub.recv(3.0)) is not None:
-                latencies.append(received.latency().total_s)
+            while len(stages["camera->track"]) < frames and (received := sub.recv(3.0)) is not None:
+                lat = received.latency()
+                for stage, value in zip(STAGES, (lat.total_s, lat.camera_to_daemon_s, lat.processing_s,
+                                                 lat.daemon_to_client_s), strict=True):  # fmt: skip
+                    stages[stage].append(value)
             camera.join()
         with ControlClient(daemon.control) as control:
             status = control.status()
     counts = {"received": status.frames_received, "dropped": status.frames_dropped,
-              "rejected": sum(status.frames_rejected.values()), "results": len(latencies)}  # fmt: skip
-    return Summary.of(latencies), counts
+              "rejected": sum(status.frames_rejected.values()),
+              "results": len(stages["camera->track"])}  # fmt: skip
+    return {stage: Summary.of(v) for stage, v in stages.items()}, counts
 
 
 def main() -> int:
@@ -80,12 +88,12 @@ def main() -> int:
             print(floor.row(f"{side}² memcpy (round {k})"))
             rows.append({"size": side, "fps": fps, "round": k, "what": "memcpy", "summary": floor})
             for transport, slots in (("tcp", 0), ("shm", args.slots)):
-                summary, counts = camera_to_track(shape, fps, frames, slots)
-                label = f"{side}² {transport} camera->track"
-                print(summary.row(label) + f" {counts['dropped']:>9} {counts['rejected']:>8}", flush=True)
-                rows.append(
-                    {"size": side, "fps": fps, "round": k, "what": transport, "summary": summary, **counts}
-                )
+                summaries, counts = camera_to_track(shape, fps, frames, slots)
+                for stage, summary in summaries.items():
+                    extra = f" {counts['dropped']:>9} {counts['rejected']:>8}" if stage == STAGES[0] else ""
+                    print(summary.row(f"{side}² {transport} {stage}") + extra, flush=True)
+                rows.append({"size": side, "fps": fps, "round": k, "what": transport, "stages": summaries,
+                             **counts})  # fmt: skip
     dump_json(args.json, {"machine": machine(), "rows": rows})
     return 0
 

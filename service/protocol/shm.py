@@ -24,6 +24,7 @@ import mmap
 import os
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,11 +168,34 @@ class RingWriter:
         self.path.unlink(missing_ok=True)
 
 
+class BufferPool:
+    """Reusable frame buffers, so that reading a 32 MiB frame does not map, fault in and zero fresh pages
+    every time. A buffer is free again when nothing but the pool refers to it (CPython's reference count:
+    every array made from it, a view or a reshape, keeps a reference to it)."""
+
+    def __init__(self, max_buffers: int = 16) -> None:
+        self._buffers: list[npt.NDArray[np.uint8]] = []
+        self.max_buffers = max_buffers
+
+    def take(self, dtype: np.dtype[Any], shape: tuple[int, int]) -> npt.NDArray[Any]:
+        nbytes = shape[0] * shape[1] * dtype.itemsize
+        for buffer in self._buffers:
+            # Free: referred to by the list, this loop's name and getrefcount's argument only.
+            if buffer.nbytes == nbytes and sys.getrefcount(buffer) <= 3:
+                return buffer.view(dtype).reshape(shape)
+        buffer = np.empty(nbytes, np.uint8)
+        if len(self._buffers) >= self.max_buffers:
+            self._buffers.pop(0)  # frames of another size, or held for long: let them go
+        self._buffers.append(buffer)
+        return buffer.view(dtype).reshape(shape)
+
+
 class RingReader:
     """The daemon's side: frames read out of rings attached on first use; dead writers' rings unlinked."""
 
     def __init__(self, max_rings: int = 8) -> None:
         self._rings: dict[str, _Mapping] = {}
+        self._pool = BufferPool()
         self.max_rings = max_rings
         self.cleaned: list[str] = []
         """Rings unlinked because their writer had died."""
@@ -188,7 +212,8 @@ class RingReader:
         before = int(slots[ref.slot, 0])
         if before != ref.seq:
             raise TornFrame(f"slot {ref.slot} of {ref.ring} holds seq {before}, not {ref.seq}: rewritten")
-        pixels = ring.data[ref.slot, :nbytes].view(dtype).reshape(shape).copy()
+        pixels = self._pool.take(dtype, shape)
+        np.copyto(pixels, ring.data[ref.slot, :nbytes].view(dtype).reshape(shape))
         after = int(slots[ref.slot, 0])
         slots[ref.slot, 1] = max(int(slots[ref.slot, 1]), ref.seq)
         if after != before:

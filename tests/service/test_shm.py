@@ -13,6 +13,7 @@ import pytest
 
 from lptem.service.protocol.shm import (
     SHM_DIR,
+    BufferPool,
     RingError,
     RingReader,
     RingWriter,
@@ -139,3 +140,18 @@ def test_the_ring_of_a_killed_writer_is_unlinked_by_the_sweep(reader: RingReader
     writer.stdout.close()
     assert reader.sweep() == [name]
     assert not (SHM_DIR / name).exists()
+
+
+def test_read_buffers_are_reused_only_once_nothing_refers_to_them() -> None:
+    pool = BufferPool()
+    first = pool.take(U16, (4, 4))
+    second = pool.take(U16, (4, 4))
+    assert not np.shares_memory(first, second)  # both in use
+    first_memory = first.__array_interface__["data"][0]
+    del first
+    again = pool.take(U16, (4, 4))
+    assert again.__array_interface__["data"][0] == first_memory  # free again: reused
+    view = again[1:]
+    del again
+    other = pool.take(U16, (4, 4))
+    assert not np.shares_memory(other, view)  # a view keeps its buffer taken
