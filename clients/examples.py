@@ -38,6 +38,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "replay": (
         ("lptem replay movie.tif --fps 50", "stream a TIFF stack at camera speed"),
         ("lptem replay frames/ --pixel-size-nm 0.25", "a folder of numbered JPEG/PNG, as fast as accepted"),
+        ("lptem replay movie.mrc --fps 25 --shm 8", "a 4k movie to a daemon on this host, via shared memory"),
     ),
     "record": (("lptem record run1/ --duration 60", "one minute of a running daemon's results"),),
     "prompt": (
