@@ -21,6 +21,7 @@ import numpy as np
 
 from lptem.clients.feedback.actuators import Applied, Stage
 from lptem.clients.feedback.calibration import ActuatorMap, CalibrationError, Fit, fit_map
+from lptem.clients.feedback.controllers import nearest_to_centre
 from lptem.clients.wire.subscriber import Subscriber
 from lptem.service.protocol import TrackMessage
 
@@ -176,11 +177,9 @@ class Calibrator:
 
     def _position(self, track: TrackMessage) -> tuple[float, float] | None:
         if self.particle is None:
-            visible = [o for o in track.objects if o.visible]
-            if not visible or track.shape is None:
+            nearest = nearest_to_centre(track)
+            if nearest is None:
                 return None
-            rows, cols = track.shape
-            nearest = min(visible, key=lambda o: math.hypot(o.x - (cols - 1) / 2, o.y - (rows - 1) / 2))
             self.particle = nearest.id
             log.info("calibrating on particle %d (the one nearest the centre)", nearest.id)
         found = next((o for o in track.objects if o.id == self.particle and o.visible), None)

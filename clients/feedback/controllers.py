@@ -15,6 +15,15 @@ from lptem.service.protocol import MsdMessage, TrackedObject, TrackMessage
 log = logging.getLogger("lptem.control")
 
 
+def nearest_to_centre(track: TrackMessage) -> TrackedObject | None:
+    """The visible object nearest the centre of the frame (None: none visible, or no frame shape)."""
+    visible = [o for o in track.objects if o.visible]
+    if not visible or track.shape is None:
+        return None
+    rows, cols = track.shape
+    return min(visible, key=lambda o: math.hypot(o.x - (cols - 1) / 2, o.y - (rows - 1) / 2))
+
+
 @dataclass
 class CentreParticle:
     """Move the stage so that one particle stays at the centre of the field of view.
@@ -83,11 +92,9 @@ class CentreParticle:
 
     def _target(self, track: TrackMessage) -> TrackedObject | None:
         if self.particle is None:
-            visible = [o for o in track.objects if o.visible]
-            if not visible or track.shape is None:
+            nearest = nearest_to_centre(track)
+            if nearest is None:
                 return None
-            rows, cols = track.shape
-            nearest = min(visible, key=lambda o: math.hypot(o.x - (cols - 1) / 2, o.y - (rows - 1) / 2))
             self.particle = nearest.id
             log.info("centring particle %d (the one nearest the centre)", nearest.id)
         found = next((o for o in track.objects if o.id == self.particle), None)
