@@ -5,7 +5,7 @@ memcpy of the same frame, all measured in the same run (pass-through engine, `--
     python benchmarks/shm_overhead.py --seconds 10 --rounds 1 --json shm.json
 
 The camera is a separate process with the project's FrameSender, which copies each frame once: into the
-message (TCP) or into a ring slot (shared memory). The daemon reads a slot once, into its own buffer. The
+message (TCP) or into a ring slot (shared memory). The engine reads a slot in place (no copy). The
 floor is `np.copyto` of one frame into a preallocated array of the same size (median of 50). Goal
 (docs/architecture.md): 4096² camera -> `track` p50 within 3× that memcpy.
 """

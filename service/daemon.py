@@ -293,6 +293,8 @@ class Daemon:
         self.ingest.request_stop()
         waiting, commands = self.mailbox.close()  # also releases an ingest blocked on a full queue
         self.ingest.join()
+        for item in waiting:
+            item.release()
         if waiting:
             self.stats.frames_dropped(len(waiting))
             log.info("%d queued frames discarded at shutdown", len(waiting))

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lptem.engine.api import ObjectInfo, ObjectResult, PromptError, StepResult, Tracker, UnknownObjectError
+from lptem.service.logutil import RateLimitedLog
 from lptem.service.mailbox import Mailbox, PendingCommand, QueuedFrame
 from lptem.service.protocol import (
     MAX_OBJECTS,
@@ -26,6 +27,7 @@ from lptem.service.protocol import (
     CommandError,
     ListObjects,
     PreviewMessage,
+    RejectReason,
     RemoveObject,
     Reset,
     SetAutoDetect,
@@ -69,6 +71,7 @@ class EngineLoop:
         self._next_preview = 0.0
         self._last_frame: int | None = None
         self._dropped_total = 0
+        self._torn = RateLimitedLog(log)
         # Snapshots for other threads (status, metrics); replaced whole, never mutated.
         self.object_ids: tuple[int, ...] = tuple(o.id for o in tracker.objects())
         self.auto_detect = tracker.auto_detect
@@ -106,9 +109,19 @@ class EngineLoop:
         self._dropped_total += item.dropped_before
         try:
             result = self.tracker.step(item.frame.pixels, want_labels=want_preview)
+            labels = result.labels if want_preview else None
+            preview = self._preview(item, labels) if labels is not None else None
         except Exception:  # an engine bug must not take the daemon down; the frame is counted and logged
+            item.release()
             self._stats.engine_failed()
             log.exception("engine failed on frame %d; frame skipped", item.frame.frame)
+            return
+        if not item.release():  # every read of the pixels is done by now
+            self._stats.frame_rejected(RejectReason.TORN)
+            self._torn.warning(
+                f"frame {item.frame.frame}: its shared-memory slot was rewritten while the engine read it "
+                "(a camera that did not wait for the release); result discarded"
+            )
             return
         t_done_ns = time.time_ns()
         self._last_frame = item.frame.frame
@@ -125,9 +138,9 @@ class EngineLoop:
             self._record_event({"event": "auto_add", "id": obj_id, "frame": item.frame.frame})
         for obj_id in result.removed_ids:
             self._record_event({"event": "auto_remove", "id": obj_id, "frame": item.frame.frame})
-        if want_preview and result.labels is not None:
+        if preview is not None:
             self._next_preview = now + self._preview_interval_s
-            self._publish(TOPIC_PREVIEW, self._preview(item, result.labels))
+            self._publish(TOPIC_PREVIEW, preview)
 
     def _track_message(self, item: QueuedFrame, result: StepResult, t_done_ns: int) -> TrackMessage:
         scale = item.pixel_size_nm

@@ -24,7 +24,7 @@ from lptem.service.protocol import (
     decode_ingest,
 )
 from lptem.service.protocol.ingest import require_finite
-from lptem.service.protocol.shm import RingError, RingReader, TornFrame
+from lptem.service.protocol.shm import RingError, RingReader, SlotLease, TornFrame
 from lptem.service.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -181,22 +181,34 @@ class Ingest:
                 "ingest", "refused an ingest message: the key is not authorised (any more)"
             )
             return
+        lease: SlotLease | None = None
         try:
             message = decode_ingest([p.buffer for p in parts])
             if isinstance(message, SeriesMarker):
-                if message.kind == "start":
-                    self._sequence.start(message)
-                else:
-                    self._sequence.end()
-                self._on_marker(message, self._sequence.epoch)
+                self._mark(message)
                 return
             if isinstance(message, ShmFrame):
-                message = self._read_ring(message)
-            admitted = self._sequence.admit(message)
+                message, lease = self._borrow(message)
+            self._enqueue(message, t_recv_ns, lease)
         except FrameRejected as exc:
+            if lease is not None:
+                lease.release()
             self._stats.frame_rejected(exc.reason)
             self._rejects.warning(f"rejected ingest message: {exc}")
-            return
+        except BaseException:
+            if lease is not None:  # the slot must not stay held: the camera would wait for it
+                lease.release()
+            raise
+
+    def _mark(self, marker: SeriesMarker) -> None:
+        if marker.kind == "start":
+            self._sequence.start(marker)
+        else:
+            self._sequence.end()
+        self._on_marker(marker, self._sequence.epoch)
+
+    def _enqueue(self, frame: IngestFrame, t_recv_ns: int, lease: SlotLease | None) -> None:
+        admitted = self._sequence.admit(frame)
         if admitted.new_epoch == "restart":
             self._stats.series_restarted()
             log.warning("camera frame counter restarted at 0 (epoch %d)", admitted.epoch)
@@ -205,21 +217,29 @@ class Ingest:
         if admitted.missed > 0:
             self._stats.upstream_gap(admitted.missed)
         self._stats.frame_received()
-        item = QueuedFrame(message, t_recv_ns, admitted.epoch, self._pixel_size(message), admitted.series)
+        item = QueuedFrame(
+            frame, t_recv_ns, admitted.epoch, self._pixel_size(frame), admitted.series, lease=lease
+        )
         dropped = self._mailbox.put_frame(item)
+        for old in dropped:
+            old.release()
         if dropped:
             self._stats.frames_dropped(len(dropped))
 
-    def _read_ring(self, header: ShmFrame) -> IngestFrame:
-        """The frame's pixels out of its shared-memory slot (a copy, checked against rewriting)."""
+    def _borrow(self, header: ShmFrame) -> tuple[IngestFrame, SlotLease]:
+        """The frame's pixels in place in its shared-memory slot, and the lease that releases it."""
         try:
-            pixels = self._rings.read(header.ref, header.dtype, header.shape)
+            lease = self._rings.borrow(header.ref, header.dtype, header.shape)
         except TornFrame as exc:
             raise FrameRejected(RejectReason.TORN, str(exc)) from exc
         except RingError as exc:
             raise FrameRejected(RejectReason.SHM, str(exc)) from exc
-        require_finite(pixels)
-        return header.with_pixels(pixels)
+        try:
+            require_finite(lease.pixels)
+        except FrameRejected:
+            lease.release()
+            raise
+        return header.with_pixels(lease.pixels), lease
 
     def _pixel_size(self, frame: IngestFrame) -> float | None:
         if frame.pixel_size_nm is not None:

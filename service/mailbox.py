@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from lptem.service.protocol import Command, IngestFrame
+from lptem.service.protocol.shm import SlotLease
 
 
 class Policy(StrEnum):
@@ -35,6 +36,13 @@ class QueuedFrame:
     dropped_before: int = 0
     """Frames the policy dropped between the previously delivered frame and this one (set by the
     mailbox, under its lock), so each result can say exactly which gap precedes it."""
+    lease: SlotLease | None = None
+    """For a frame read in place from a shared-memory slot: the slot, held until ``release``."""
+
+    def release(self) -> bool:
+        """Let go of the pixels' shared-memory slot, if any; False when it was rewritten meanwhile (the
+        pixels were torn while the engine read them)."""
+        return self.lease.release() if self.lease is not None else True
 
 
 @dataclass(slots=True)

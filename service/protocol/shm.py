@@ -2,17 +2,19 @@
 
 The camera creates a ring, a file in ``/dev/shm`` (POSIX shared memory, mode 0600: the daemon must run as
 the same user), writes each frame into a slot and sends a one-part v1 frame header whose ``shm`` key names
-it: ``{"ring": NAME, "slot": k, "seq": n}`` (docs/protocol.md §2.3). The daemon reads the slot once, into
-its own buffer, and releases it. Layout, all integers little-endian uint64::
+it: ``{"ring": NAME, "slot": k, "seq": n}`` (docs/protocol.md §2.3). The daemon reads the slot in place
+and releases it once the engine is done with the frame (or drops it). Layout, integers little-endian
+uint64::
 
     0                 ring header: magic "LPTEMRG1", version 1, slots, slot bytes, writer pid
     64 + 64 k         slot k: seq (even: complete; odd: being written), released (the seq read)
     data + k × bytes  slot k's pixels (data: the first 4096-byte boundary after the slot headers)
 
 Each slot is a seqlock: the writer makes ``seq`` odd, writes, makes it even (the value the header
-carries); the reader checks ``seq`` before and after its copy. A slot rewritten before or while it was
-read (a camera that did not wait for the release, or one that restarted) shows a different ``seq`` and is
-rejected as ``torn``: never processed. The writer waits for a slot's release, and takes it back after
+carries); the reader checks ``seq`` before the engine reads the slot and again when it releases it. A
+slot rewritten before or while it was read (a camera that did not wait for the release, or one that
+restarted) shows a different ``seq`` and the frame is rejected as ``torn``: not processed, or its result
+discarded. The writer waits for a slot's release, and takes it back after
 ``reclaim_s`` (a daemon that died holding it). A ring does not outlive its camera (the camera unlinks it
 on close; after ``kill -9`` the daemon unlinks it once it sees the writer's pid gone), and it is not tied
 to one daemon: a restarted daemon attaches again at the next header.
@@ -24,7 +26,6 @@ import mmap
 import os
 import re
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,9 @@ class _Mapping:
 
     def __init__(self, path: Path, fd: int, size: int) -> None:
         self.path = path
-        self._map = mmap.mmap(fd, size)
+        # Never closed explicitly: every array made from the map refers to it, so it is unmapped when the
+        # last of them is gone, never under a frame still in flight (mmap.close() would not wait for them).
+        self._map: mmap.mmap | None = mmap.mmap(fd, size)
         self.header: npt.NDArray[np.uint64] = np.ndarray((8,), "<u8", self._map, 0)
         if int(self.header[0]) not in (0, MAGIC):
             self.close()
@@ -91,10 +94,11 @@ class _Mapping:
         )
 
     def close(self) -> None:
-        for view in ("header", "slots", "data"):  # numpy views hold the map open
+        """Let go of the map: unmapped now, or when the last frame in flight that views it is gone."""
+        for view in ("header", "slots", "data"):
             if hasattr(self, view):
                 delattr(self, view)
-        self._map.close()
+        self._map = None
 
 
 def _data_offset(slots: int) -> int:
@@ -168,26 +172,28 @@ class RingWriter:
         self.path.unlink(missing_ok=True)
 
 
-class BufferPool:
-    """Reusable frame buffers, so that reading a 32 MiB frame does not map, fault in and zero fresh pages
-    every time. A buffer is free again when nothing but the pool refers to it (CPython's reference count:
-    every array made from it, a view or a reshape, keeps a reference to it)."""
+class SlotLease:
+    """A frame read in place: a read-only view of its slot's pixels, valid until ``release``.
 
-    def __init__(self, max_buffers: int = 16) -> None:
-        self._buffers: list[npt.NDArray[np.uint8]] = []
-        self.max_buffers = max_buffers
+    The writer does not rewrite the slot before the release (unless it gives up waiting after its
+    ``reclaim_s``, or breaks the protocol); ``release`` says whether the slot still held the frame, so a
+    result computed from pixels rewritten meanwhile is discarded, never published.
+    """
 
-    def take(self, dtype: np.dtype[Any], shape: tuple[int, int]) -> npt.NDArray[Any]:
-        nbytes = shape[0] * shape[1] * dtype.itemsize
-        for buffer in self._buffers:
-            # Free: referred to by the list, this loop's name and getrefcount's argument only.
-            if buffer.nbytes == nbytes and sys.getrefcount(buffer) <= 3:
-                return buffer.view(dtype).reshape(shape)
-        buffer = np.empty(nbytes, np.uint8)
-        if len(self._buffers) >= self.max_buffers:
-            self._buffers.pop(0)  # frames of another size, or held for long: let them go
-        self._buffers.append(buffer)
-        return buffer.view(dtype).reshape(shape)
+    __slots__ = ("_intact", "_seq", "_slot", "pixels")
+
+    def __init__(self, pixels: npt.NDArray[Any], slot: npt.NDArray[np.uint64], seq: int) -> None:
+        self.pixels = pixels
+        self._slot = slot  # the slot's header row: [seq, released, ...]
+        self._seq = seq
+        self._intact: bool | None = None
+
+    def release(self) -> bool:
+        """Hand the slot back to the writer (once; later calls repeat the answer); whether it was intact."""
+        if self._intact is None:
+            self._intact = int(self._slot[0]) == self._seq  # checked before the writer may take it back
+            self._slot[1] = max(int(self._slot[1]), self._seq)
+        return self._intact
 
 
 class RingReader:
@@ -195,13 +201,13 @@ class RingReader:
 
     def __init__(self, max_rings: int = 8) -> None:
         self._rings: dict[str, _Mapping] = {}
-        self._pool = BufferPool()
         self.max_rings = max_rings
         self.cleaned: list[str] = []
         """Rings unlinked because their writer had died."""
 
-    def read(self, ref: ShmRef, dtype: np.dtype[Any], shape: tuple[int, int]) -> npt.NDArray[Any]:
-        """A copy of the frame; RingError (unknown ring, slot out of range, too large) or TornFrame."""
+    def borrow(self, ref: ShmRef, dtype: np.dtype[Any], shape: tuple[int, int]) -> SlotLease:
+        """The frame in place; RingError (unknown ring, slot out of range, too large) or TornFrame (the
+        slot no longer holds ``ref.seq``; it is not released then: it is not this frame's slot any more)."""
         ring = self._attach(ref.ring)
         slots = ring.slots
         if ref.slot >= len(slots):
@@ -209,16 +215,12 @@ class RingReader:
         nbytes = shape[0] * shape[1] * dtype.itemsize
         if nbytes > ring.data.shape[1]:
             raise RingError(f"a {nbytes} B frame cannot be in ring {ref.ring}'s {ring.data.shape[1]} B slots")
-        before = int(slots[ref.slot, 0])
-        if before != ref.seq:
-            raise TornFrame(f"slot {ref.slot} of {ref.ring} holds seq {before}, not {ref.seq}: rewritten")
-        pixels = self._pool.take(dtype, shape)
-        np.copyto(pixels, ring.data[ref.slot, :nbytes].view(dtype).reshape(shape))
-        after = int(slots[ref.slot, 0])
-        slots[ref.slot, 1] = max(int(slots[ref.slot, 1]), ref.seq)
-        if after != before:
-            raise TornFrame(f"slot {ref.slot} of {ref.ring} was rewritten while it was read")
-        return pixels
+        seq = int(slots[ref.slot, 0])
+        if seq != ref.seq:
+            raise TornFrame(f"slot {ref.slot} of {ref.ring} holds seq {seq}, not {ref.seq}: rewritten")
+        pixels = ring.data[ref.slot, :nbytes].view(dtype).reshape(shape)
+        pixels.flags.writeable = False
+        return SlotLease(pixels, slots[ref.slot], ref.seq)
 
     def _attach(self, name: str) -> _Mapping:
         ring = self._rings.get(name)

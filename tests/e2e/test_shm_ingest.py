@@ -97,6 +97,33 @@ def test_a_torn_slot_and_bad_shm_headers_are_rejected_and_disturb_nothing(make_d
     assert daemon.stats.last_frame == 5
 
 
+def test_a_slot_rewritten_while_the_engine_reads_it_gives_no_result(make_daemon) -> None:
+    daemon = make_daemon(engine="passthrough", policy=Policy.QUEUE)
+    ring = RingWriter(2, SHAPE[0] * SHAPE[1] * 2, reclaim_s=0.0)  # a camera that does not wait
+    tracker = daemon.engine.tracker
+    step = tracker.step
+
+    def step_while_the_camera_rewrites(pixels: np.ndarray, **kwargs: bool):
+        if ring.reclaimed == 0:
+            ring.write(disc_at(60))  # slot 1
+            ring.write(disc_at(70))  # slot 0, held by the engine: reclaimed at once and rewritten
+        return step(pixels, **kwargs)
+
+    tracker.step = step_while_the_camera_rewrites
+    context, push = _push(daemon.endpoints["ingest"])
+    try:
+        push.send(encode_header(0, time.time_ns(), SHAPE, "uint16", shm=ring.write(disc_at(40))))
+        assert wait_until(lambda: daemon.stats.rejected["torn"] == 1)
+        push.send(encode_header(1, time.time_ns(), SHAPE, "uint16", shm=ring.write(disc_at(80))))
+        assert wait_until(lambda: daemon.stats.processed == 1)
+    finally:
+        push.close()
+        context.term()
+        ring.close()
+    assert ring.reclaimed == 2  # slot 0 under the engine; slot 1, whose frame was never sent
+    assert daemon.stats.last_frame == 1  # frame 0's result was discarded; the daemon went on
+
+
 CAMERA = """
 import sys, time, numpy as np
 from lptem.clients.wire.sender import FrameSender
