@@ -12,8 +12,12 @@ a binned copy of the frame (a pyramid: the same normalised response at a fractio
 
 Measured on the simulator (``benchmarks/accuracy.py --scene sizes``): spheres of radius 10, 20 and 40 px
 are estimated at 0.8 to 0.95 of their radius (a sphere's projected thickness peaks at its centre, so
-its blob is smaller than its outline). A crystal that fills much of the frame is one blob larger than its
-cubes (at 512² the 7 x 7 crystal of 22 px cubes reads as radius 38 px); give the radius there.
+its blob is smaller than its outline). Particles packed in a crystal with gaps narrower than the blobs'
+scale read as blobs larger than one particle (the 7 x 7 crystal of 22 px cubes with 2 px gaps reads as
+radius 23 to 32 px, the crystal's texture). So the surroundings of the strong blobs' median position
+are searched for a lattice (lptem.engine.lattice): where one is found with a pitch below the blobs'
+diameter, the particles cannot be larger than half of it, and the radius is half the pitch (touching
+spheres: exactly their radius; the cubes: 12 px).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lptem.engine.api import Frame
+from lptem.engine.lattice import Lattice, find_lattice
 from lptem.engine.noise import MAD_TO_SIGMA
 
 MIN_SNR = 6.0
@@ -41,6 +46,10 @@ _GRID = 2
 """The responses are compared on a grid this much coarser than the frame."""
 
 
+LATTICE_WINDOW = 3.0
+"""The strong blobs' surroundings searched for a crystal's lattice, in their radii to each side."""
+LATTICE_BANDS = (1.0, 0.5, 0.25)
+"""The wide ends of the bands a lattice is looked for in, in blob radii."""
 ESTIMATE_FRAMES = 5
 """Frames an estimate is tried on before the default radius is kept (an empty field costs no more)."""
 
@@ -53,6 +62,8 @@ class ScaleEstimate:
     """Strong blobs it rests on."""
     sigma_px: float
     """Their median LoG scale, px."""
+    pitch_px: float | None = None
+    """The lattice pitch of a crystal the blobs turned out to be, px: then the radius is half of it."""
 
 
 def estimate_radius(frame: Frame, *, dark: bool, max_radius_px: float | None = None) -> ScaleEstimate | None:
@@ -82,7 +93,37 @@ def estimate_radius(frame: Frame, *, dark: bool, max_radius_px: float | None = N
         return None
     strong = scales[values >= STRONG * values.max()]
     sigma = float(np.median(strong))
-    return ScaleEstimate(math.sqrt(2) * sigma, int(strong.size), sigma)
+    radius = math.sqrt(2) * sigma
+    rows, cols = np.nonzero(peaks & (best >= STRONG * values.max()))
+    centre = (int(np.median(rows)) * _GRID, int(np.median(cols)) * _GRID)  # amid the strong blobs
+    lattice = _lattice_at(image, centre, radius)
+    if lattice is not None and lattice.pitch_px < 2 * radius:  # the blobs span several particles
+        return ScaleEstimate(lattice.pitch_px / 2, int(strong.size), sigma, lattice.pitch_px)
+    return ScaleEstimate(radius, int(strong.size), sigma)
+
+
+def _lattice_at(image: npt.NDArray[np.float32], centre: tuple[int, int], radius: float) -> Lattice | None:
+    """The lattice of a crystal around ``centre`` (row, col) px whose blobs have ``radius`` px, with a
+    pitch from a quarter of the radius to three times it (lptem.engine.lattice), or None. The window reaches
+    ``LATTICE_WINDOW`` radii to each side; it is band-passed from an eighth of the radius to each of
+    ``LATTICE_BANDS`` (a wide band keeps a coarse lattice, a narrow one a fine lattice on a crystal whose
+    outline would dominate the wide one), and the first band that shows a lattice gives it."""
+    reach = math.ceil(LATTICE_WINDOW * radius)
+    rows = slice(max(0, centre[0] - reach), min(image.shape[0], centre[0] + reach + 1))
+    cols = slice(max(0, centre[1] - reach), min(image.shape[1], centre[1] + reach + 1))
+    window = image[rows, cols]
+    everywhere = np.ones(window.shape, dtype=bool)
+    fine = _blurred(window, max(0.7, radius / 8))
+    for share in LATTICE_BANDS:
+        band = np.asarray(fine - _blurred(window, share * radius), dtype=np.float32)
+        lattice = find_lattice(band, everywhere, min_px=max(2.0, radius / 4), max_px=3 * radius)
+        if lattice is not None:
+            return lattice
+    return None
+
+
+def _blurred(image: npt.NDArray[np.float32], sigma: float) -> npt.NDArray[np.float32]:
+    return np.asarray(cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE), np.float32)
 
 
 def _scales(max_sigma: float) -> list[float]:
@@ -153,6 +194,8 @@ class ParticleScale:
         if self.estimate is not None:
             out["scale_blobs"] = self.estimate.blobs
             out["scale_sigma_px"] = round(self.estimate.sigma_px, 2)
+            if self.estimate.pitch_px is not None:
+                out["scale_lattice_pitch_px"] = round(self.estimate.pitch_px, 2)
         elif self.source == "default":
             out["scale_attempts"] = self.attempts
         return out

@@ -12,6 +12,13 @@ component then goes to its nearest marker, after one step that moves each marker
 positive response in its part (a centre-surround maximum sits off-centre where a neighbour is near); a
 split whose pieces are much larger than a particle is dropped (``PIECE_DISCS``).
 
+In a crystal the maxima fail where the gaps are narrower than the noise lets the band show them (cubes
+2 px apart): a component of ``CRYSTAL_DISCS`` particle discs or more is searched for a lattice
+(lptem.engine.lattice), and where one is found its sites are the markers (a particle is expected at each
+whether or not a dip shows), with the maxima off the sites compared as above. A tracker's seed (below)
+within a radius of a site is that site's particle and gives way to it: a site is where the crystal puts
+a particle, a seed only where the particle was predicted to be.
+
 It needs the particle scale. A particle much larger than the radius has centre-surround maxima all along
 its rim and would be cut into pieces, so the detector splits only where the radius is known (given,
 estimated, or an object's own from its prompt box); a rod, longer than its scale, shows a maximum near
@@ -38,6 +45,8 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from lptem.engine.lattice import find_lattice, lattice_sites
+
 SPLIT_DEPTH = 0.5
 """Two maxima are separate particles when the centre-surround response between them falls below this
 share of the lower one."""
@@ -48,6 +57,10 @@ STRIP = 0.8
 PIECE_DISCS = 3.0
 """A split is kept only if its pieces are particle-sized: median area at most this many particle discs
 (a particle much larger than the scale would fall into a few large pieces)."""
+CRYSTAL_DISCS = 6.0
+"""A component is looked at for a crystal from this many particle discs up."""
+PITCH_RADII = (1.2, 4.0)
+"""A crystal's lattice pitch lies between these many particle radii (touching spheres: 2)."""
 _LINE_SAMPLES = 16
 _STRIP_SAMPLES = 9
 
@@ -109,32 +122,65 @@ def split_component(
 
     ``seeds`` are where a tracker expects its objects in the component (each one particle); two seeds
     closer than a radius cannot both be particles (two objects on one), so neither is used. With ``find``
-    the maxima of the band farther than a radius from every seed, and apart from each by a dip as
-    between two maxima, are particles too (newcomers).
+    the sites of a crystal's lattice farther than a radius from every seed are particles too, and so are
+    the maxima of the band farther than a radius from every seed and site, and apart from each by a dip
+    as between two maxima (newcomers).
     """
-    markers = find_markers(inside, band, radius) if find else np.empty((0, 2), dtype=np.intp)
-    if seeds is not None:
-        seeds = _apart(seeds, radius)
-    if seeds is not None and len(seeds):
-        markers = np.vstack([seeds, _newcomers(markers, seeds, band, radius)]).astype(np.intp)
+    none = np.empty((0, 2), dtype=np.intp)
+    known = none if seeds is None else _apart(seeds, radius)
+    sites = crystal_sites(inside, band, radius) if find else none
+    known = np.vstack([sites, _farther_than(known, sites, radius)]).astype(np.intp)
+    # in a crystal only the maxima off its sites are compared (the rest cost time and change nothing)
+    maxima = find_markers(inside, band, radius, away_from=sites) if find else none
+    markers = (
+        np.vstack([known, _newcomers(maxima, known, band, radius)]).astype(np.intp) if len(known) else maxima
+    )
     if len(markers) < 2:
         return None
     parts = basins(inside, markers, band, local)
-    trusted = seeds is not None and len(seeds) > 1
-    if not trusted and np.median([p.mask.sum() for p in parts]) > PIECE_DISCS * math.pi * radius**2:
+    if len(known) < 2 and np.median([p.mask.sum() for p in parts]) > PIECE_DISCS * math.pi * radius**2:
         return None
     return parts
 
 
-def find_markers(inside: npt.NDArray[np.bool_], band: npt.NDArray[np.float32], radius: float) -> Points:
+def crystal_sites(inside: npt.NDArray[np.bool_], band: npt.NDArray[np.float32], radius: float) -> Points:
+    """The lattice sites of a component of at least ``CRYSTAL_DISCS`` particle discs whose band shows a
+    lattice with a pitch of ``PITCH_RADII`` radii (lptem.engine.lattice); none otherwise."""
+    none = np.empty((0, 2), dtype=np.intp)
+    if inside.sum() < CRYSTAL_DISCS * math.pi * radius**2:
+        return none
+    low, high = PITCH_RADII
+    lattice = find_lattice(band, inside, min_px=low * radius, max_px=high * radius)
+    return none if lattice is None else lattice_sites(band, inside, lattice)
+
+
+def _farther_than(points: Points, others: Points, distance: float) -> Points:
+    """The ``points`` at least ``distance`` from every one of ``others``."""
+    if len(points) == 0 or len(others) == 0:
+        return points
+    gaps = np.hypot(*(points[:, None, :] - others[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    kept: Points = points[gaps >= distance]
+    return kept
+
+
+def find_markers(
+    inside: npt.NDArray[np.bool_],
+    band: npt.NDArray[np.float32],
+    radius: float,
+    *,
+    away_from: Points | None = None,
+) -> Points:
     """Centres of the separate particles on ``inside`` (module docstring), strongest first; ``radius`` in
-    the window's pixels."""
+    the window's pixels. Maxima within a radius of one of ``away_from`` are left out before they are
+    compared."""
     r = max(1, round(radius))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     peaks = inside & (band >= cv2.dilate(band, disc)) & (band > 0)
     rows, cols = np.nonzero(peaks)
     order = np.argsort(-band[rows, cols], kind="stable")
     points = np.column_stack([rows[order], cols[order]]).astype(np.intp)
+    if away_from is not None:
+        points = _farther_than(points, away_from, radius)
     if len(points) < 2:
         return points
     pairs = _pairs_within(points, REACH * r)

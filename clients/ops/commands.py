@@ -157,6 +157,8 @@ def _format_engine_settings(s: StatusMessage) -> list[str]:
     line = f"engine   particle radius {radius:g} px ({source}"
     if "scale_blobs" in settings:
         line += f" from {settings['scale_blobs']} blobs"
+    if "scale_lattice_pitch_px" in settings:
+        line += f", half the pitch of a {settings['scale_lattice_pitch_px']:g} px lattice"
     return [line + ")"]
 
 
