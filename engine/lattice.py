@@ -37,7 +37,7 @@ read (too few pairs of pixels)."""
 MAX_COSINE = 0.87
 """The second vector makes at least 30° with the first."""
 FIT_ROUNDS = 2
-"""Least-squares fits of the lattice to the particles' centroids."""
+"""Least-squares fits of the lattice to its particles' centres (a mean shift from each site)."""
 MIN_FIT_SITES = 6
 """Sites needed on the crystal for a fit."""
 SHIFTS = 3
