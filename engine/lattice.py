@@ -40,6 +40,8 @@ FIT_ROUNDS = 2
 """Least-squares fits of the lattice to its particles' centres (a mean shift from each site)."""
 MIN_FIT_SITES = 6
 """Sites needed on the crystal for a fit."""
+MAX_CHANGE = 0.2
+"""A fit may change each vector by at most this share of the pitch."""
 SHIFTS = 3
 """Mean-shift steps from a site to its particle's centre."""
 _PHASE_BINS = 16
@@ -181,7 +183,8 @@ def _fitted(
     """The origin and vectors (rows) of the lattice through the centres of the particles at its sites
     (lattice ``indices``) on ``mask``, by least squares: of those only the inner ones (all four
     neighbours on the mask; an edge particle's response leans outwards) where there are
-    ``MIN_FIT_SITES``; None with fewer sites than that."""
+    ``MIN_FIT_SITES``; only the origin where the sites lie in one row; None with fewer sites than that or
+    vectors that would change by more than ``MAX_CHANGE`` of the pitch."""
     sites = origin + indices @ basis
     on = _on_mask(sites, mask)
     if on.sum() < MIN_FIT_SITES:
@@ -193,8 +196,12 @@ def _fitted(
     if use.sum() < MIN_FIT_SITES:
         return None
     design = np.column_stack([np.ones(int(use.sum())), indices[on][use]])
+    if np.linalg.matrix_rank(design) < 3:  # sites in one row fix only one vector: move the origin
+        return origin + (centres[use] - sites[on][use]).mean(axis=0), basis
     solution, *_ = np.linalg.lstsq(design, centres[use], rcond=None)
     fit = np.asarray(solution, dtype=np.float64)
+    if np.abs(fit[1:] - basis).max() > MAX_CHANGE * float(np.hypot(*basis.T).min()):
+        return None  # centres that do not follow the lattice: keep it as it was
     return fit[0], fit[1:]
 
 

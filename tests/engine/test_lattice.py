@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lptem.engine.classical import ClassicalConfig, ClassicalTracker
-from lptem.engine.lattice import find_lattice, lattice_sites
+from lptem.engine.lattice import Lattice, find_lattice, lattice_sites
 from lptem.engine.scale import estimate_radius
 from lptem.engine.sim.scenes import Crystal
 from lptem.engine.sim.simulator import Simulator
@@ -109,6 +109,20 @@ def test_a_hexagonal_crystal_of_touching_discs_has_its_pitch_of_one_diameter():
 def test_what_is_not_a_lattice_gives_none(centres):
     band = band_of(particles_at(centres, radius=10.0), 10.0)
     assert find_lattice(band, np.ones(band.shape, dtype=bool), min_px=12.0, max_px=40.0) is None
+
+
+def test_sites_on_a_single_row_of_the_crystal_keep_the_vectors_and_fit_the_origin():
+    """A mask one row of particles high fixes only one vector (a full fit would collapse the other and
+    repeat every site): the vectors are kept as found and only the origin is fitted."""
+    truth = square_lattice(24.0)
+    band = band_of(particles_at(truth, edge=22.0), 11.0)
+    strip = np.zeros(band.shape, dtype=bool)
+    strip[105:111, 40:200] = True  # the row of particles at row 108
+    lattice = Lattice(np.array([[24.0, 0.0], [0.0, 24.0]]), 0.5)
+    sites = lattice_sites(band, strip, lattice)
+    in_row = truth[np.abs(truth[:, 0] - 108.0) < 1]
+    assert len(sites) == len(in_row)
+    assert nearest(sites.astype(float), in_row).max() <= 2.0
 
 
 def simulated_crystal(gap_px: float, size: int = 512, seed: int = 0) -> Simulator:
