@@ -55,8 +55,6 @@ Points = npt.NDArray[np.intp]
 class Lattice:
     vectors: npt.NDArray[np.float64]
     """(2, 2): the two shortest non-collinear lattice vectors as rows of (row, col), px."""
-    correlation: float
-    """The autocorrelation at the weaker of the two vectors, as a share of its zero-lag value."""
 
     @property
     def pitch_px(self) -> float:
@@ -91,7 +89,7 @@ def find_lattice(
     diagonals = min(_peak_near(corr, centre, lag, r) for lag in (first + second, first - second))
     if sides < MIN_CORRELATION or diagonals < MIN_CORRELATION / 2:
         return None
-    return Lattice(vectors, sides)
+    return Lattice(vectors)
 
 
 def lattice_sites(values: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_], lattice: Lattice) -> Points:

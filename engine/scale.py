@@ -88,13 +88,14 @@ def estimate_radius(frame: Frame, *, dark: bool, max_radius_px: float | None = N
         best[better] = response[better]
         best_sigma[better] = sigma
     peaks = np.isfinite(best) & (best >= cv2.dilate(best, np.ones((3, 3), np.uint8)))
-    values, scales = best[peaks], best_sigma[peaks]
+    values = best[peaks]
     if values.size == 0:
         return None
-    strong = scales[values >= STRONG * values.max()]
+    strong_at = peaks & (best >= STRONG * values.max())
+    strong = best_sigma[strong_at]
     sigma = float(np.median(strong))
     radius = math.sqrt(2) * sigma
-    rows, cols = np.nonzero(peaks & (best >= STRONG * values.max()))
+    rows, cols = np.nonzero(strong_at)
     centre = (int(np.median(rows)) * _GRID, int(np.median(cols)) * _GRID)  # amid the strong blobs
     lattice = _lattice_at(image, centre, radius)
     if lattice is not None and lattice.pitch_px < 2 * radius:  # the blobs span several particles

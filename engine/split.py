@@ -122,9 +122,9 @@ def split_component(
 
     ``seeds`` are where a tracker expects its objects in the component (each one particle); two seeds
     closer than a radius cannot both be particles (two objects on one), so neither is used. With ``find``
-    the sites of a crystal's lattice farther than a radius from every seed are particles too, and so are
-    the maxima of the band farther than a radius from every seed and site, and apart from each by a dip
-    as between two maxima (newcomers).
+    the sites of a crystal's lattice are particles, a seed within a radius of a site giving way to it,
+    and so are the maxima of the band farther than a radius from every seed and site, and apart from
+    each by a dip as between two maxima (newcomers).
     """
     none = np.empty((0, 2), dtype=np.intp)
     known = none if seeds is None else _apart(seeds, radius)
@@ -211,8 +211,7 @@ def _newcomers(markers: Points, seeds: Points, band: npt.NDArray[np.float32], ra
     particle centre, with the seed off it the other way, is the same particle)."""
     if len(markers) == 0:
         return markers
-    far = np.hypot(*(markers[:, None, :] - seeds[None, :, :]).transpose(2, 0, 1)).min(axis=1) >= radius
-    markers = markers[far]
+    markers = _farther_than(markers, seeds, radius)
     points = np.vstack([markers, seeds])
     i, j = _pairs_within(points, REACH * max(1, round(radius)))
     across = (i < len(markers)) & (j >= len(markers))  # a marker and a seed

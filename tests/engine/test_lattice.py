@@ -118,7 +118,7 @@ def test_sites_on_a_single_row_of_the_crystal_keep_the_vectors_and_fit_the_origi
     band = band_of(particles_at(truth, edge=22.0), 11.0)
     strip = np.zeros(band.shape, dtype=bool)
     strip[105:111, 40:200] = True  # the row of particles at row 108
-    lattice = Lattice(np.array([[24.0, 0.0], [0.0, 24.0]]), 0.5)
+    lattice = Lattice(np.array([[24.0, 0.0], [0.0, 24.0]]))
     sites = lattice_sites(band, strip, lattice)
     in_row = truth[np.abs(truth[:, 0] - 108.0) < 1]
     assert len(sites) == len(in_row)
